@@ -1,0 +1,110 @@
+"""Evaluators: linear probe, digit classifier, coherence, Gaussian closed forms, figures."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from wyner_jax.data import load_digits_add1
+from wyner_jax.evaluation import (
+    add_one,
+    coherence,
+    image_grid,
+    linear_probe_accuracy,
+    regression_slope_and_residual_variance,
+    save_png,
+    scatter_plot,
+    train_image_classifier,
+    wyner_common_information_gaussian,
+)
+
+
+def _blobs(rng, n, means):
+    labels = rng.integers(0, len(means), n)
+    return means[labels] + 0.5 * rng.normal(size=(n, means.shape[1])), labels
+
+
+def test_probe_separable_data():
+    rng = np.random.default_rng(0)
+    means = 3.0 * rng.normal(size=(4, 16))
+    xtr, ytr = _blobs(rng, 600, means)
+    xte, yte = _blobs(rng, 600, means)
+    assert linear_probe_accuracy(xtr, ytr, xte, yte, num_classes=4) >= 0.98
+
+
+def test_probe_random_labels_is_chance():
+    rng = np.random.default_rng(1)
+    xtr, xte = rng.normal(size=(600, 16)), rng.normal(size=(2000, 16))
+    ytr, yte = rng.integers(0, 4, 600), rng.integers(0, 4, 2000)
+    assert linear_probe_accuracy(xtr, ytr, xte, yte, num_classes=4) == pytest.approx(0.25, abs=0.05)
+
+
+def test_probe_rejects_bad_labels():
+    x = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="num_classes"):
+        linear_probe_accuracy(x, [0, 1, 2, 5], x, [0, 1, 0, 1], num_classes=3)
+
+
+def test_digit_classifier_accuracy():
+    domain = load_digits_add1(multiplier=1).domains["x"]
+    result = train_image_classifier(domain, num_classes=10, seed=0)
+    assert result.test_accuracy >= 0.95
+    logits = result.apply(domain.test_images[:5])
+    assert logits.shape == (5, 10)
+
+
+def test_digit_classifier_deterministic_and_flat_input():
+    domain = load_digits_add1(multiplier=1, flatten=True).domains["x"]
+    runs = [train_image_classifier(domain, 10, seed=s, steps=20, image_shape=(8, 8)) for s in (0, 0, 1)]
+    logits = [r.apply(domain.test_images[:50]) for r in runs]
+    np.testing.assert_array_equal(logits[0], logits[1])
+    assert not np.array_equal(logits[0], logits[2])
+
+
+def test_coherence_and_add_one():
+    np.testing.assert_array_equal(add_one(np.array([0, 8, 9])), [1, 9, 0])
+    assert coherence(np.array([1, 2, 3, 4]), np.array([1, 2, 0, 4])) == 0.75
+    with pytest.raises(ValueError, match="shape"):
+        coherence(np.array([1, 2]), np.array([1]))
+
+
+def test_gaussian_slope_and_residual_variance():
+    rho, n = 0.7, 200_000
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 2))
+    y = rho * x + np.sqrt(1 - rho**2) * rng.normal(size=(n, 2))  # exact sample of p(y | x)
+    slope, resid = regression_slope_and_residual_variance(x, y)
+    assert slope == pytest.approx(rho, abs=0.01)
+    assert resid == pytest.approx(1 - rho**2, abs=0.01)
+    # A noiseless affine map is recovered exactly.
+    slope, resid = regression_slope_and_residual_variance(x[:, 0], 2.0 * x[:, 0] + 3.0)
+    assert slope == pytest.approx(2.0) and resid == pytest.approx(0.0, abs=1e-12)
+
+
+def test_wyner_common_information_gaussian():
+    assert wyner_common_information_gaussian(0.7) == pytest.approx(0.5 * np.log(1.7 / 0.3))
+    assert wyner_common_information_gaussian(-0.7, dim=3) == pytest.approx(1.5 * np.log(1.7 / 0.3))
+    assert wyner_common_information_gaussian(0.0) == 0.0
+
+
+def test_image_grid_and_png(tmp_path):
+    images = np.zeros((2, 3, 4, 5, 1), np.float32)
+    images[0, 0] = -1.0
+    images[1, 2] = 1.0
+    grid = image_grid(images)
+    assert grid.shape == (2 * 5 + 1, 3 * 6 + 1, 1) and grid.dtype == np.uint8
+    assert grid[1, 1, 0] == 0 and grid[0, 0, 0] == 255  # first image black, border white
+    assert grid[6 + 1, 12 + 1, 0] == 255  # last image white
+    rgb = image_grid(np.zeros((1, 2, 4, 4, 3)))
+    assert rgb.shape == (6, 11, 3)
+    path = tmp_path / "sub" / "grid.png"
+    save_png(str(path), grid)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), grid[..., 0])
+    assert [p.name for p in path.parent.iterdir()] == ["grid.png"]  # no temp file left
+    with pytest.raises(ValueError, match="rows"):
+        image_grid(np.zeros((4, 8, 8, 1)))
+
+
+def test_scatter_plot(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "scatter.png"
+    scatter_plot(str(path), rng.normal(size=(100, 1)), rng.normal(size=(100, 1)), "x vs y")
+    assert Image.open(path).size[0] > 0

@@ -1,0 +1,146 @@
+"""The Wyner model's update: data parallelism, term guards, EMA, gradients paths."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import digits_add1, gaussian
+from wyner_jax import data, parallel
+from wyner_jax.models import wyner
+from wyner_jax.models.base import build_model
+
+
+def small_config(family="mlp"):
+  config = digits_add1.get_config(family)
+  config.model.mlp.encoder_hidden = ()
+  config.model.mlp.encoder_features = 32
+  config.model.mlp.decoder_hidden = (32,)
+  config.model.mlp.disc_hidden = ()
+  config.model.mlp.disc_features = 32
+  config.model.conv.base = 4
+  config.model.disc.hidden_dim = 16
+  config.train.batch_size = 16
+  config.data.multiplier = 1
+  return config
+
+
+def run_steps(config, dataset, devices, n_steps):
+  mesh = parallel.make_mesh(devices)
+  model = build_model(config, dataset)
+  init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
+  batch0 = dataset.train_batch(0, config.train.batch_size, config.seed)
+  state = init(jax.random.PRNGKey(config.seed), {k: jnp.asarray(v) for k, v in batch0.items()})
+  step = parallel.compile_train_step(model.train_step, mesh)
+  for i in range(n_steps):
+    batch = parallel.global_batch(dataset.train_batch(i, config.train.batch_size, config.seed),
+                                  mesh)
+    state, metrics = step(state, batch)
+  return jax.device_get(state), jax.device_get(metrics)
+
+
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_one_device_and_four_devices_give_the_same_parameters(family):
+  """The step has global-batch semantics: sharding the batch changes nothing (DESIGN §4)."""
+  assert jax.device_count() >= 4, "conftest sets 4 fake CPU devices"
+  config = small_config(family)
+  dataset = data.build(config.data)
+  one, m1 = run_steps(config, dataset, jax.devices()[:1], 3)
+  four, m4 = run_steps(config, dataset, jax.devices()[:4], 3)
+  chex.assert_trees_all_close(one.gen_params, four.gen_params, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(one.disc_params, four.disc_params, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(one.ema_params, four.ema_params, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(m1, m4, rtol=1e-4, atol=1e-5)
+
+
+def test_train_step_changes_parameters_and_keeps_them_finite():
+  config = small_config()
+  dataset = data.build(config.data)
+  model = build_model(config, dataset)
+  batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0, 16, 0).items()}
+  state = model.init(jax.random.PRNGKey(0), batch)
+  new, metrics = jax.jit(model.train_step)(state, batch)
+  assert int(new.step) == 1
+  for before, after in ((state.gen_params, new.gen_params),
+                        (state.disc_params, new.disc_params)):
+    moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), before, after)
+    assert any(jax.tree_util.tree_leaves(moved))
+    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(after))
+  expected = {f"gen/{k}" for k in model.terms.pairs + model.terms.ci + model.terms.rec}
+  assert expected <= set(metrics)
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+def test_generator_total_is_the_lambda_weighted_sum_of_its_terms():
+  config = small_config()
+  config.loss.lambdas.var_ci = 0.37
+  config.loss.lambdas.j_rec_x = 2.5
+  dataset = data.build(config.data)
+  model = build_model(config, dataset)
+  batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0, 16, 0).items()}
+  state = model.init(jax.random.PRNGKey(0), batch)
+  _, m = jax.jit(model.train_step)(state, batch)
+  lam = config.loss.lambdas
+  expected = sum(lam[k.split("/")[1]] * float(v) for k, v in m.items()
+                 if k.startswith("gen/") and k != "gen/total")
+  np.testing.assert_allclose(float(m["gen/total"]), expected, rtol=1e-5)
+  disc = sum(float(v) for k, v in m.items() if k.startswith("disc/") and k != "disc/total")
+  np.testing.assert_allclose(float(m["disc/total"]), disc, rtol=1e-5)
+
+
+def test_term_guards_follow_the_reference():
+  lam = {k: 0.0 for k in gaussian.default.LAMBDA_KEYS}
+  lam.update(j=1.0, cx2y=1.0, c=1.0, mx_rec_x=1.0, cy2x_rec_x=1.0, j_rec_x=1.0,
+             cx2y_agg=1.0, cy2x_ci=0.0)
+  t = wyner.Terms.from_lambdas(lam)
+  assert t.pairs == ("j", "cx2y")  # c needs both conditionals
+  assert "mx_rec_x" not in t.rec and "cy2x_rec_x" not in t.rec  # need λ_cy2x > 0
+  assert "j_rec_x" in t.rec  # λ_j > 0 suffices
+  assert t.ci == ("var_ci", "j_ci", "cx2y_ci")  # λ ≥ 0 builds; cy2x_ci has no path
+  assert t.agg == ("cx2y_agg",)  # decoupled from λ_j (a reference coupling, fixed)
+  lam["var_ci"] = -1.0
+  assert "var_ci" not in wyner.Terms.from_lambdas(lam).ci
+  with pytest.raises(ValueError, match="No distribution-matching term"):
+    wyner.Terms.from_lambdas({k: 0.0 for k in lam})
+
+
+def test_ema_decay_matches_torch_ema_warmup():
+  for n in (1, 5, 100, 10_000):
+    expected = min(0.999, (1 + n) / (10 + n))
+    np.testing.assert_allclose(float(wyner.ema_decay(0.999, n, True)), expected, rtol=1e-6)
+  ema = {"w": jnp.array([1.0, 2.0])}
+  new = wyner.ema_update(ema, {"w": jnp.array([3.0, 2.0])}, 0.9)
+  np.testing.assert_allclose(new["w"], [1.2, 2.0], rtol=1e-6)
+
+
+def test_discriminator_step_does_not_change_the_generator_and_ci_heads_see_detached_features():
+  """D gradients reach only D; in the D step the CI loss does not train D_F (§2.2)."""
+  config = small_config()
+  lam = config.loss.lambdas
+  for k in list(lam.keys()):
+    lam[k] = 0.0
+  lam.j = 1.0  # one pair estimator + the var CI estimator (λ_var_ci = 0 still builds it)
+  dataset = data.build(config.data)
+  model = build_model(config, dataset)
+  batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0, 16, 0).items()}
+  state = model.init(jax.random.PRNGKey(0), batch)
+  prior = model.sample_priors(jax.random.PRNGKey(1), 16)
+  samples, _ = model.generator.apply(
+      {"params": state.gen_params, "batch_stats": state.gen_stats}, batch["x"], batch["y"],
+      prior, train=True, recon=False, mutable=["batch_stats"])
+
+  def ci_only_loss(disc_params):
+    logits, _ = model.discriminator.apply(
+        {"params": disc_params, "batch_stats": state.disc_stats}, samples, model.sigma_x,
+        model.sigma_y, train=True, noise=True, detach_ci_features=True,
+        rngs={"noise": jax.random.PRNGKey(2), "permute": jax.random.PRNGKey(3)},
+        mutable=["batch_stats"])
+    from wyner_jax import losses
+    return -losses.js_objective(*logits["var_ci"])
+
+  grads = jax.grad(ci_only_loss)(state.disc_params)
+  norm = lambda t: sum(float(jnp.sum(g ** 2)) for g in jax.tree_util.tree_leaves(t))  # noqa: E731
+  assert norm(grads["D_F"]) == 0.0
+  assert norm(grads["H_var_ci"]) > 0.0
+  assert norm(grads["H_j"]) == 0.0

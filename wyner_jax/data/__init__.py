@@ -1,0 +1,68 @@
+"""Paired datasets: `build(config.data)` returns a `PairedDataset`.
+
+To add a dataset, write a loader returning a `PairedDataset` whose keyword arguments are
+the config keys, and add one line to `REGISTRY`.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from wyner_jax.data.base import Domain, PairedArrays, PairedDataset, pair_by_label
+from wyner_jax.data.digits import load_digits_add1
+from wyner_jax.data.gaussian import load_gaussian
+
+REGISTRY: dict[str, Callable[..., PairedDataset]] = {
+    "digits_add1": load_digits_add1,
+    "gaussian": load_gaussian,
+}
+
+
+def _has(cfg: Any, key: str) -> bool:
+    try:
+        return key in cfg
+    except TypeError:
+        return hasattr(cfg, key)
+
+
+def _get(cfg: Any, key: str) -> Any:
+    return cfg[key] if hasattr(cfg, "__getitem__") else getattr(cfg, key)
+
+
+def build(data_config: Any) -> PairedDataset:
+    """Build the paired dataset named by `data_config.name`.
+
+    `data_config` is an ml_collections.ConfigDict (or a dict). Keys that match the
+    loader's keyword arguments are passed on; a key the loader takes but the config
+    lacks gets the loader's default; keys the loader does not take are ignored (they
+    may configure other parts, e.g. batching).
+    """
+    if not _has(data_config, "name"):
+        raise ValueError(
+            f"data config has no 'name'; set config.data.name to one of {sorted(REGISTRY)}."
+        )
+    name = _get(data_config, "name")
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown dataset '{name}'; known datasets are {sorted(REGISTRY)}.")
+    loader = REGISTRY[name]
+    kwargs = {}
+    for param in inspect.signature(loader).parameters.values():
+        if _has(data_config, param.name):
+            kwargs[param.name] = _get(data_config, param.name)
+        elif param.default is inspect.Parameter.empty:
+            raise ValueError(
+                f"Dataset '{name}' needs config key data.{param.name}; add it to the data config."
+            )
+    return loader(**kwargs)
+
+
+__all__ = [
+    "REGISTRY",
+    "Domain",
+    "PairedArrays",
+    "PairedDataset",
+    "build",
+    "load_digits_add1",
+    "load_gaussian",
+    "pair_by_label",
+]

@@ -1,0 +1,38 @@
+"""Evaluators: plain functions on arrays (no model code), one module per paper metric."""
+from wyner_jax.evaluation.classifier import ClassifierResult, train_image_classifier
+from wyner_jax.evaluation.coherence import add_one, coherence
+from wyner_jax.evaluation.figures import image_grid, save_png, scatter_plot
+from wyner_jax.evaluation.gaussian import (
+    gaussian_conditional_closed_form,
+    regression_slope_and_residual_variance,
+    wyner_common_information_gaussian,
+)
+from wyner_jax.evaluation.probe import fit_linear_probe, linear_probe_accuracy
+from wyner_jax.evaluation.retrieval import (
+    average_precision,
+    mean_average_precision,
+    pairwise_distances,
+    precision_at_k,
+    rank_relevance,
+    retrieval_metrics,
+)
+
+__all__ = [
+    "ClassifierResult",
+    "add_one",
+    "average_precision",
+    "coherence",
+    "fit_linear_probe",
+    "gaussian_conditional_closed_form",
+    "image_grid",
+    "linear_probe_accuracy",
+    "mean_average_precision",
+    "pairwise_distances",
+    "precision_at_k",
+    "rank_relevance",
+    "regression_slope_and_residual_variance",
+    "retrieval_metrics",
+    "save_png",
+    "scatter_plot",
+    "wyner_common_information_gaussian",
+]
