@@ -9,7 +9,6 @@ import os
 import time
 
 import numpy as np
-from absl import logging
 
 
 def write_json_atomic(path: str, obj) -> None:
@@ -89,5 +88,5 @@ def _duration(seconds: float) -> str:
 
 
 def log_progress(message: str) -> None:
-  logging.info("%s", message)
+  """Prints a progress line or table to stdout (absl logging goes to stderr)."""
   print(message, flush=True)

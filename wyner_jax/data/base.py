@@ -74,6 +74,8 @@ class PairedDataset:
       x_std, y_std: per-feature std of the train x / y, shape x_shape / y_shape; the scale
         of instance noise added to what the discriminators see.
       domains: {'x': Domain, 'y': Domain} for training evaluation classifiers, or {}.
+      x_image_shape, y_image_shape: HWC shape of one sample when the data are images
+        stored flattened (for figures and evaluation classifiers), else None.
     """
 
     name: str
@@ -84,6 +86,8 @@ class PairedDataset:
     x_std: np.ndarray
     y_std: np.ndarray
     domains: dict[str, Domain] = dataclasses.field(default_factory=dict)
+    x_image_shape: tuple[int, ...] | None = None
+    y_image_shape: tuple[int, ...] | None = None
 
     @property
     def x_shape(self) -> tuple[int, ...]:

@@ -114,4 +114,6 @@ def load_digits_add1(
         x_std=feature_std(train.x),
         y_std=feature_std(train.y),
         domains={"x": domain, "y": domain},
+        x_image_shape=(image_size, image_size, 1) if flatten else None,
+        y_image_shape=(image_size, image_size, 1) if flatten else None,
     )

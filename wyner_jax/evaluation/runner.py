@@ -26,12 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wyner_jax.evaluation import classifier as classifier_lib
-from wyner_jax.evaluation import coherence as coherence_lib
 from wyner_jax.evaluation import figures
-from wyner_jax.evaluation import gaussian as gaussian_lib
-from wyner_jax.evaluation import probe as probe_lib
-from wyner_jax.evaluation import retrieval as retrieval_lib
+from wyner_jax.evaluation.classifier import train_image_classifier
+from wyner_jax.evaluation.coherence import add_one, coherence
+from wyner_jax.evaluation.gaussian import (regression_slope_and_residual_variance,
+                                           wyner_common_information_gaussian)
+from wyner_jax.evaluation.probe import linear_probe_accuracy
+from wyner_jax.evaluation.retrieval import retrieval_metrics
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
 EVAL_SEED = 12345
@@ -40,16 +41,22 @@ EVAL_SEED = 12345
 def batched(fn, arrays, batch_size: int, key=None):
   """Applies ``fn(*batch[, key_i])`` over rows of ``arrays`` in batches; concatenates outputs.
 
-  The final short batch is processed as it is (no padding): with batch statistics it sees
-  a smaller batch, as the reference's last batch would.
+  Rows are visited in a fixed random order and the outputs put back in place: with
+  BatchNorm on batch statistics at evaluation (the reference's default), a batch of
+  class-sorted test data would be normalised per class, which erases the class signal.
+  The reference shuffles its test loaders for the same reason. The final short batch is
+  processed as it is (no padding).
   """
   n = len(arrays[0])
+  order = np.random.default_rng(EVAL_SEED).permutation(n)
   outs = []
   for i, start in enumerate(range(0, n, batch_size)):
-    chunk = [jnp.asarray(a[start:start + batch_size]) for a in arrays]
+    rows = order[start:start + batch_size]
+    chunk = [jnp.asarray(a[rows]) for a in arrays]
     args = chunk + ([jax.random.fold_in(key, i)] if key is not None else [])
     outs.append(jax.device_get(fn(*args)))
-  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *outs)
+  inverse = np.argsort(order)
+  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0)[inverse], *outs)
 
 
 class Inference:
@@ -88,7 +95,7 @@ class Inference:
 def target_labels(dataset, labels_x):
   """The label y should have for an x of class ``labels_x`` under the pairing rule."""
   if dataset.label_rule == "add1":
-    return coherence_lib.add_one(labels_x, dataset.num_classes)
+    return add_one(labels_x, dataset.num_classes)
   return labels_x
 
 
@@ -105,8 +112,9 @@ def classifiers(dataset, config):
     domain = dataset.domains[side]
     key = (dataset.name, id(domain), steps)
     if key not in _CLASSIFIERS:
-      _CLASSIFIERS[key] = classifier_lib.train_image_classifier(
-          domain, dataset.num_classes, seed=0, steps=steps)
+      _CLASSIFIERS[key] = train_image_classifier(
+          domain, dataset.num_classes, seed=0, steps=steps,
+          image_shape=getattr(dataset, f"{side}_image_shape"))
     out[side] = _CLASSIFIERS[key]
   return out
 
@@ -132,11 +140,11 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
     targets = {"z_xy": "label_y", "z_x": "label_x", "z_y": "label_y"}
     for name, target in targets.items():
       if name in emb_test:
-        metrics[f"probe/{name}"] = probe_lib.linear_probe_accuracy(
+        metrics[f"probe/{name}"] = linear_probe_accuracy(
             emb_train[name], getattr(train, target), emb_test[name], getattr(test, target),
             dataset.num_classes, seed=0)
     if "z_x" in emb_test and "z_y" in emb_test:
-      r = retrieval_lib.retrieval_metrics(
+      r = retrieval_metrics(
           emb_test["z_x"], emb_test["z_y"], target_labels(dataset, test.label_x), test.label_y,
           ks=tuple(config.eval.retrieval_ks), metric=config.eval.retrieval_metric)
       metrics.update({f"retrieval/{k}": float(v) for k, v in r.items()})
@@ -154,22 +162,22 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
     metrics["classifier/x_acc"] = float(clf["x"].test_accuracy)
     metrics["classifier/y_acc"] = float(clf["y"].test_accuracy)
     if "x2y" in gen:
-      metrics["coherence/x2y"] = coherence_lib.coherence(predict(clf["y"], gen["x2y"]),
+      metrics["coherence/x2y"] = coherence(predict(clf["y"], gen["x2y"]),
                                                          test.label_y)
     if "y2x" in gen:
-      metrics["coherence/y2x"] = coherence_lib.coherence(predict(clf["x"], gen["y2x"]),
+      metrics["coherence/y2x"] = coherence(predict(clf["x"], gen["y2x"]),
                                                          test.label_x)
     if "joint" in gen:
       lx, ly = predict(clf["x"], gen["joint"][0]), predict(clf["y"], gen["joint"][1])
-      metrics["coherence/joint"] = coherence_lib.coherence(ly, target_labels(dataset, lx))
+      metrics["coherence/joint"] = coherence(ly, target_labels(dataset, lx))
 
   if dataset.name == "gaussian" and "x2y" in gen:
-    slope, resid = gaussian_lib.regression_slope_and_residual_variance(test.x, gen["x2y"])
+    slope, resid = regression_slope_and_residual_variance(test.x, gen["x2y"])
     metrics["gaussian/x2y_slope"] = float(slope)
     metrics["gaussian/x2y_resid_var"] = float(resid)
     metrics["gaussian/rho"] = float(config.data.rho)
     metrics["gaussian/wyner_ci"] = float(
-        gaussian_lib.wyner_common_information_gaussian(config.data.rho) * dataset.x_shape[0])
+        wyner_common_information_gaussian(config.data.rho) * dataset.x_shape[0])
 
   metrics = {k: float(v) for k, v in metrics.items()}
   return metrics, make_figures(inf, dataset, config, gen, k_fig)
@@ -179,7 +187,7 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
 
 def _as_images(arr, dataset, side):
   """Data rows as HWC images for grids, or None for non-image vectors."""
-  shape = getattr(dataset, f"{side}_image_shape", None)
+  shape = getattr(dataset, f"{side}_image_shape")
   arr = np.asarray(arr)
   if arr.ndim == 4:
     return arr
