@@ -104,6 +104,24 @@ def get_config():
   config.iiae.decoder_hidden = 128
   config.iiae.lr = 2e-4
   config.iiae.b1 = 0.5
+  config.iiae.b2 = 0.999
+  config.iiae.eps = 1e-8
+  # q(z^s|x,y) widths on concat(h_x, h_y): the ZS reference's Dense(512) (§1.2).
+  config.iiae.joint_hidden = (512,)
+  # 'auto': 'l2' (MSE, ZS reference) for the mlp family, 'l1' (image reference) for conv.
+  config.iiae.recon_loss = "auto"
+  # 'auto': tanh for image data in [-1, 1], linear for feature vectors; or 'tanh' / 'none'.
+  config.iiae.decoder_out_act = "auto"
+  # conv family (iiae.md §1.3, flat shared code): encoder channels base·2^i, decoder from
+  # 2·base; r-head width; dropout of the first decoder blocks in training (reference 0.5).
+  config.iiae.conv_base = 32
+  config.iiae.conv_hidden = (256,)
+  config.iiae.decoder_dropout = 0.5
+  config.iiae.bn_momentum = 0.9  # TF running-average decay (same meaning in Flax)
+  config.iiae.bn_epsilon = 1e-5
+  # The reference evaluates with BN running averages (is_training=False); True uses the
+  # evaluation batch's statistics instead.
+  config.iiae.bn_batch_stats_at_eval = False
 
   # ---------------------------------------------------------------- optimisation
   config.optim = ml_collections.ConfigDict()

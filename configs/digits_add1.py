@@ -18,6 +18,11 @@ Loss weights (the reference ships none, §3.4), and why:
 * λ_var_ci = 0.1: a mild Wyner CI penalty; the λ sweep shows the trade-off;
 * reconstruction λ = 1 on the six data terms and j_rec_zuv = 1: consistency terms stabilise
   the adversarial game on this small data set (L1 on [-1, 1] pixels, L2 on latents).
+
+Optimisation: Adam-amsgrad with the reference's betas, but lr 4e-4 (reference 1e-4) for
+both networks, because the demo budget is 3,000 steps (~14 epochs of 13,360 pairs) rather
+than the reference's 100 epochs. Measured on 2 CPU cores at 3,000 steps (coherence
+x2y / y2x / joint): lr 2e-4 gave 0.91 / 0.92 / 0.56, lr 4e-4 gave 0.91 / 0.93 / 0.59-0.63.
 """
 
 from configs import default
@@ -56,8 +61,8 @@ def get_config(arg: str = "mlp"):
             "j_rec_zuv"):
     lam[k] = 1.0
 
-  config.optim.lr_generator = 2e-4
-  config.optim.lr_discriminator = 2e-4
+  config.optim.lr_generator = 4e-4
+  config.optim.lr_discriminator = 4e-4
   config.train.batch_size = 64
   config.train.num_steps = 3000
   config.train.log_every = 100

@@ -14,8 +14,13 @@ import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 
-# Tests build the same small programs several times (e.g. one model on 1 and on 4
-# devices): a per-session persistent cache turns the repeats into cache hits.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="wyner_jax_xla_cache_"))
+# Tests build the same small programs several times (train.py then eval.py on one run
+# directory, the same model in several tests): a per-session persistent compilation cache,
+# also passed to the subprocesses through the environment, turns repeats into cache hits.
+_CACHE = tempfile.mkdtemp(prefix="wyner_jax_xla_cache_")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

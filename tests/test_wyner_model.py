@@ -61,40 +61,24 @@ def test_one_device_and_four_devices_give_the_same_parameters(family):
   chex.assert_trees_all_close(one.ema_params, four.ema_params, rtol=1e-4, atol=1e-6)
   chex.assert_trees_all_close(m1, m4, rtol=1e-4, atol=1e-5)
 
-
-def test_train_step_changes_parameters_and_keeps_them_finite():
-  config = small_config()
-  dataset = data.build(config.data)
-  model = build_model(config, dataset)
-  batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0, 16, 0).items()}
-  state = model.init(jax.random.PRNGKey(0), batch)
-  new, metrics = jax.jit(model.train_step)(state, batch)
-  assert int(new.step) == 1
-  for before, after in ((state.gen_params, new.gen_params),
-                        (state.disc_params, new.disc_params)):
-    moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), before, after)
+  # The update moved every network, kept everything finite and logged every active term.
+  assert int(one.step) == 3
+  for before, after in ((state.gen_params, one.gen_params), (state.disc_params, one.disc_params),
+                        (state.gen_params, one.ema_params)):
+    moved = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), before, after)
     assert any(jax.tree_util.tree_leaves(moved))
-    assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree_util.tree_leaves(after))
-  expected = {f"gen/{k}" for k in model.terms.pairs + model.terms.ci + model.terms.rec}
-  assert expected <= set(metrics)
-  assert all(np.isfinite(float(v)) for v in metrics.values())
-
-
-def test_generator_total_is_the_lambda_weighted_sum_of_its_terms():
-  config = small_config()
-  config.loss.lambdas.var_ci = 0.37
-  config.loss.lambdas.j_rec_x = 2.5
-  dataset = data.build(config.data)
-  model = build_model(config, dataset)
-  batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0, 16, 0).items()}
-  state = model.init(jax.random.PRNGKey(0), batch)
-  _, m = jax.jit(model.train_step)(state, batch)
+    assert all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(after))
+  terms = model.terms.pairs + model.terms.ci + model.terms.agg + model.terms.rec
+  assert {f"gen/{k}" for k in terms} | {"gen/total", "disc/total"} == set(
+      k for k in m1 if k.startswith("gen/")) | {"disc/total"}
+  assert all(np.isfinite(float(v)) for v in m1.values())
+  # gen/total is the λ-weighted sum of the logged (unweighted) terms; disc/total the plain
+  # sum of the discriminator losses (uniform weights, the reference default).
   lam = config.loss.lambdas
-  expected = sum(lam[k.split("/")[1]] * float(v) for k, v in m.items()
-                 if k.startswith("gen/") and k != "gen/total")
-  np.testing.assert_allclose(float(m["gen/total"]), expected, rtol=1e-5)
-  disc = sum(float(v) for k, v in m.items() if k.startswith("disc/") and k != "disc/total")
-  np.testing.assert_allclose(float(m["disc/total"]), disc, rtol=1e-5)
+  expected = sum(lam[k] * float(m1[f"gen/{k}"]) for k in terms)
+  np.testing.assert_allclose(float(m1["gen/total"]), expected, rtol=1e-5)
+  disc = sum(float(m1[f"disc/{k}"]) for k in model.terms.pairs + model.terms.ci + model.terms.agg)
+  np.testing.assert_allclose(float(m1["disc/total"]), disc, rtol=1e-5)
 
 
 def test_term_guards_follow_the_reference():

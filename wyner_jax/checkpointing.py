@@ -56,17 +56,25 @@ class Checkpointer:
     steps = [step] if step is not None else list(reversed(self.all_steps()))
     for s in steps:
       try:
-        restored = self.manager.restore(
-            s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                       meta=ocp.args.JsonRestore()))
+        meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        meta = meta["meta"]
       except Exception as e:  # noqa: BLE001 - any read failure means "damaged"
-        if step is not None:
-          raise
-        logging.warning("Checkpoint %s/%d cannot be read (%s: %s); falling back to the "
-                        "previous one.", self.directory, s, type(e).__name__, e)
-        continue
-      self._check_fingerprint(restored["meta"], s)
-      return restored["state"], s
+        meta = None
+        error = e
+      if meta is not None:
+        # Checked before the arrays: a checkpoint of another config must stop the run,
+        # not be mistaken for a damaged one (which would restart training over it).
+        self._check_fingerprint(meta, s)
+        try:
+          restored = self.manager.restore(
+              s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+          return restored["state"], s
+        except Exception as e:  # noqa: BLE001
+          error = e
+      if step is not None:
+        raise error
+      logging.warning("Checkpoint %s/%d cannot be read (%s: %s); falling back to the "
+                      "previous one.", self.directory, s, type(error).__name__, error)
     return None, None
 
   def _check_fingerprint(self, meta, step) -> None:

@@ -23,6 +23,9 @@ def define_distributed_flags() -> None:
 def run(FLAGS, mode: str) -> None:
   """Starts JAX (multi-process when asked), then trains or evaluates; exits 1 with a
   one-paragraph message on a user error."""
+  if not FLAGS["verbosity"].present:
+    # Orbax and JAX log every checkpoint at INFO; keep the console to our progress lines.
+    logging.set_verbosity(logging.WARNING)
   try:
     parallel.maybe_initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                           FLAGS.process_id)

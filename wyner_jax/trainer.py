@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -39,11 +40,15 @@ def prepare_workdir(workdir: str, config) -> None:
     write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
 
 
-def fingerprint(config, dataset) -> dict:
-  """What a checkpoint must agree with to be restored into this run."""
+def fingerprint(config, dataset, state) -> dict:
+  """What a checkpoint must agree with to be restored into this run: the model, the data,
+  and a digest of the state's structure (every parameter's path and shape), so that a
+  checkpoint of an incompatible config is refused rather than mistaken for a damaged one."""
+  shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), state)
+  digest = hashlib.sha256(str(jax.tree_util.tree_flatten_with_path(shapes)[0]).encode())
   return {"model": config.model.name, "data": config.data.name,
           "x_shape": list(dataset.x_shape), "y_shape": list(dataset.y_shape),
-          "family": config.model.get("family", "")}
+          "state_structure": digest.hexdigest()[:16]}
 
 
 def create_state(model, config, dataset, mesh):
@@ -67,17 +72,18 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None):
 
   Returns (model, state, dataset, mesh) for evaluation.
   """
-  prepare_workdir(workdir, config)
-  dataset = dataset if dataset is not None else data.build(config.data)
+  # Everything that can reject the config runs before anything is written to workdir.
   mesh = mesh if mesh is not None else parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
+  dataset = dataset if dataset is not None else data.build(config.data)
   model = model if model is not None else build_model(config, dataset)
+  prepare_workdir(workdir, config)
   is_chief = jax.process_index() == 0
 
   state = create_state(model, config, dataset, mesh)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     keep=config.train.keep_checkpoints,
-                                    fingerprint=fingerprint(config, dataset))
+                                    fingerprint=fingerprint(config, dataset, state))
   restored, restored_step = ckpt.restore(state)
   if restored is not None:
     state = restored
@@ -135,7 +141,7 @@ def restore_for_eval(config, workdir: str):
     raise FileNotFoundError(
         f"No checkpoints in {directory}; train first with "
         f"`python train.py --config=... --workdir={workdir}`.")
-  ckpt = checkpointing.Checkpointer(directory, fingerprint=fingerprint(config, dataset))
+  ckpt = checkpointing.Checkpointer(directory, fingerprint=fingerprint(config, dataset, state))
   restored, step = ckpt.restore(state)
   ckpt.close()
   if restored is None:

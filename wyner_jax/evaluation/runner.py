@@ -21,6 +21,7 @@ Metric names (all in ``metrics.json``):
 from __future__ import annotations
 
 import os
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -60,19 +61,28 @@ def batched(fn, arrays, batch_size: int, key=None):
 
 
 class Inference:
-  """The model's inference methods, jit-compiled once with the variables bound."""
+  """The model's inference methods, jit-compiled with the variables as an argument (not
+  baked into the program as constants, which would make every compile unique)."""
+
+  # One set of compiled functions per model object (train.py's periodic image grids and
+  # the final evaluation share them).
+  _JITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
   def __init__(self, model, state, config):
     self.model = model
     self.variables = model.eval_variables(state)
     self.caps = model.capabilities(state)
     self.bs = int(config.eval.batch_size)
+    jits = self._JITS.setdefault(model, {
+        "embed": jax.jit(model.embed), "x2y": jax.jit(model.translate_x2y),
+        "y2x": jax.jit(model.translate_y2x), "recon": jax.jit(model.reconstruct),
+        "joint": jax.jit(model.sample_joint, static_argnums=2)})
     v = self.variables
-    self._embed = jax.jit(lambda x, y: model.embed(v, x, y))
-    self._x2y = jax.jit(lambda x, k: model.translate_x2y(v, x, k))
-    self._y2x = jax.jit(lambda y, k: model.translate_y2x(v, y, k))
-    self._recon = jax.jit(lambda x, y: model.reconstruct(v, x, y))
-    self._joint = jax.jit(lambda k, n: model.sample_joint(v, k, n), static_argnums=1)
+    self._embed = lambda x, y: jits["embed"](v, x, y)
+    self._x2y = lambda x, k: jits["x2y"](v, x, k)
+    self._y2x = lambda y, k: jits["y2x"](v, y, k)
+    self._recon = lambda x, y: jits["recon"](v, x, y)
+    self._joint = lambda k, n: jits["joint"](v, k, n)
 
   def embed(self, x, y):
     return batched(self._embed, (x, y), self.bs)
