@@ -50,6 +50,10 @@ def get_config():
   config.model.bn_batch_stats_at_eval = True
   config.model.bn_momentum = 0.999  # PyTorch momentum 1e-3
   config.model.bn_epsilon = 1e-3
+  # N(0, 1) columns appended to the encoders' inputs (reference --*-encoder-noise-dim):
+  # 0 keeps the encoders deterministic, the reference default (§1.2).
+  config.model.joint_encoder_noise_dim = 0
+  config.model.marginal_encoder_noise_dim = 0
   config.model.encoder_negative_slope = 0.2
   config.model.decoder_negative_slope = 0.2
 

@@ -25,6 +25,7 @@ def small_config(family="mlp"):
   c.exclusive_dim = 2
   c.conv_base = 2
   c.conv_hidden = (8,)
+  c.decoder_dropout = 0.5  # exercise the conv decoder's dropout path (the reference's rate)
   config.train.batch_size = 16
   config.data.multiplier = 1
   return config

@@ -109,8 +109,9 @@ def target_labels(dataset, labels_x):
   return labels_x
 
 
-# Trained classifiers of this process, by (dataset, domain object, steps): training one is
-# the slowest part of a small evaluation, and train.py's periodic evaluations reuse them.
+# Trained classifiers of this process: training one is the slowest part of a small
+# evaluation, and several runs in one process (e.g. ``wyner_jax.compare``) share them. The
+# key is the data config itself, so a rebuilt dataset with the same config hits the cache.
 _CLASSIFIERS: dict = {}
 
 
@@ -118,9 +119,11 @@ def classifiers(dataset, config):
   """Evaluation classifiers for x and y (trained once when both sides share a domain)."""
   out = {}
   steps = int(config.eval.classifier_steps)
+  data_key = config.data.to_json(sort_keys=True)
   for side in ("x", "y"):
     domain = dataset.domains[side]
-    key = (dataset.name, id(domain), steps)
+    shared = dataset.domains["x"] is dataset.domains["y"]
+    key = (data_key, "xy" if shared else side, steps)
     if key not in _CLASSIFIERS:
       _CLASSIFIERS[key] = train_image_classifier(
           domain, dataset.num_classes, seed=0, steps=steps,

@@ -159,6 +159,8 @@ class Arch:
   head_hidden: int
   head_layers: int
   disc_slope: float
+  joint_noise_dim: int = 0
+  marginal_noise_dim: int = 0
 
   @classmethod
   def from_config(cls, m, x_shape, y_shape) -> "Arch":
@@ -168,6 +170,9 @@ class Arch:
       raise ValueError(
           f"config.model.family='conv' needs HWC images, but the data has x {x_shape} and "
           f"y {y_shape}; use family='mlp' or image data (config.data.flatten=False).")
+    if m.family == "conv" and (m.joint_encoder_noise_dim or m.marginal_encoder_noise_dim):
+      raise ValueError("Encoder noise columns (config.model.*_encoder_noise_dim > 0) need "
+                       "feature vectors; set them to 0 with family='conv'.")
     if m.prior not in ("gaussian", "uniform"):
       raise ValueError(f"config.model.prior must be 'gaussian' or 'uniform', got {m.prior!r}.")
     return cls(
@@ -181,7 +186,8 @@ class Arch:
         disc_features=m.mlp.disc_features, disc_batchnorm=m.mlp.disc_batchnorm,
         conv_base=m.conv.base, disc_bn_first=m.conv.disc_batchnorm_first,
         head_hidden=m.disc.hidden_dim, head_layers=m.disc.n_hidden_layers,
-        disc_slope=m.disc.negative_slope)
+        disc_slope=m.disc.negative_slope, joint_noise_dim=m.joint_encoder_noise_dim,
+        marginal_noise_dim=m.marginal_encoder_noise_dim)
 
   def bn(self) -> dict[str, float]:
     return dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
@@ -252,9 +258,26 @@ class WynerGenerator(nn.Module):
     self.g_y = a.decoder(a.y_shape, "g_y")
 
   # Building blocks -------------------------------------------------------------
+  def with_noise(self, h, dim: int):
+    """Appends ``dim`` N(0, 1) columns (the reference's ``append_noise_and_concat``), which
+    makes an encoder stochastic; off (dim 0) by default, as in the reference."""
+    if dim == 0:
+      return h
+    h = h.reshape(h.shape[0], -1)
+    eps = jax.random.normal(self.make_rng("encoder_noise"), (h.shape[0], dim), h.dtype)
+    return jnp.concatenate([h, eps], axis=-1)
+
+  def features_x(self, x, train):
+    """F_x(x) (with noise columns when the marginal encoders are stochastic)."""
+    return self.F_x(self.with_noise(x, self.arch.marginal_noise_dim), train)
+
+  def features_y(self, y, train):
+    return self.F_y(self.with_noise(y, self.arch.marginal_noise_dim), train)
+
   def joint_encode(self, x, y, train):
     """z = f_xy(F_xy(x, y))."""
-    return self.f_xy(self.F_xy(nets.concat_pair(x, y), train), train)
+    xy = self.with_noise(nets.concat_pair(x, y), self.arch.joint_noise_dim)
+    return self.f_xy(self.F_xy(xy, train), train)
 
   def local_x(self, z, hx, train):
     """u = l_x([z, F_x(x)]), shared by the variational and marginal paths."""
@@ -271,7 +294,7 @@ class WynerGenerator(nn.Module):
 
   def variational(self, x, y, train):
     """q(z|x,y) q(u|z,x) q(v|z,y); returns z, u, v and the marginal features F_x, F_y."""
-    hx, hy = self.F_x(x, train), self.F_y(y, train)
+    hx, hy = self.features_x(x, train), self.features_y(y, train)
     z = self.joint_encode(x, y, train)
     return z, self.local_x(z, hx, train), self.local_y(z, hy, train), hx, hy
 
@@ -327,17 +350,17 @@ class WynerGenerator(nn.Module):
   def embed(self, x, y, train):
     out = {"z_xy": self.joint_encode(x, y, train)}
     if self.terms.need_zqx:
-      out["z_x"] = self.f_x(self.F_x(x, train), train)
+      out["z_x"] = self.f_x(self.features_x(x, train), train)
     if self.terms.need_zqy:
-      out["z_y"] = self.f_y(self.F_y(y, train), train)
+      out["z_y"] = self.f_y(self.features_y(y, train), train)
     return out
 
   def x2y(self, x, v, train):
     """y ~ p(y|x): z = f_x(x), v ~ p(v), y = g_y(z, v)."""
-    return self.decode_y(self.f_x(self.F_x(x, train), train), v, train)
+    return self.decode_y(self.f_x(self.features_x(x, train), train), v, train)
 
   def y2x(self, y, u, train):
-    return self.decode_x(self.f_y(self.F_y(y, train), train), u, train)
+    return self.decode_x(self.f_y(self.features_y(y, train), train), u, train)
 
   def joint(self, z, u, v, train):
     return self.decode_x(z, u, train), self.decode_y(z, v, train)
@@ -509,12 +532,13 @@ class WynerModel:
   # ------------------------------------------------------------------ init
   def init(self, rng, batch):
     rng = jnp.asarray(rng)
-    k_gen, k_disc, k_prior, k_noise, k_perm = jax.random.split(rng, 5)
+    k_gen, k_disc, k_prior, k_noise, k_perm, k_enc = jax.random.split(rng, 6)
     x, y = batch["x"], batch["y"]
     prior = self.sample_priors(k_prior, x.shape[0])
-    gen_vars = self.generator.init(k_gen, x, y, prior, train=True, recon=True)
+    gen_vars = self.generator.init({"params": k_gen, "encoder_noise": k_enc}, x, y, prior,
+                                   train=True, recon=True)
     samples, _ = self.generator.apply(gen_vars, x, y, prior, train=True, recon=False,
-                                      mutable=["batch_stats"])
+                                      rngs={"encoder_noise": k_enc}, mutable=["batch_stats"])
     disc_vars = self.discriminator.init(
         {"params": k_disc, "noise": k_noise, "permute": k_perm}, samples, self.sigma_x,
         self.sigma_y, train=True, noise=True, detach_ci_features=True)
@@ -568,13 +592,14 @@ class WynerModel:
     x, y = batch["x"], batch["y"]
     n = x.shape[0]
     key = jax.random.fold_in(state.rng, state.step)
-    k_d_prior, k_d_noise, k_d_perm, k_g_prior, k_g_noise, k_g_perm = jax.random.split(key, 6)
+    (k_d_prior, k_d_noise, k_d_perm, k_d_enc, k_g_prior, k_g_noise, k_g_perm,
+     k_g_enc) = jax.random.split(key, 8)
 
     # Discriminator step: generator outputs are constants.
     prior = self.sample_priors(k_d_prior, n)
     samples, gen_upd = self.generator.apply(
         {"params": state.gen_params, "batch_stats": state.gen_stats}, x, y, prior,
-        train=True, recon=False, mutable=["batch_stats"])
+        train=True, recon=False, rngs={"encoder_noise": k_d_enc}, mutable=["batch_stats"])
     samples = jax.lax.stop_gradient(samples)
     gen_stats = gen_upd["batch_stats"]
 
@@ -597,7 +622,7 @@ class WynerModel:
     def gen_loss_fn(gen_params):
       s, g_upd = self.generator.apply(
           {"params": gen_params, "batch_stats": gen_stats}, x, y, prior, train=True,
-          recon=True, mutable=["batch_stats"])
+          recon=True, rngs={"encoder_noise": k_g_enc}, mutable=["batch_stats"])
       logits, d_upd = self.discriminator.apply(
           {"params": disc_params, "batch_stats": disc_stats}, s, self.sigma_x, self.sigma_y,
           train=True, noise=self.noise_in_g_step, detach_ci_features=False,
@@ -624,12 +649,15 @@ class WynerModel:
   def eval_variables(self, state: WynerState):
     return {"params": state.ema_params, "batch_stats": state.gen_stats}
 
-  def _apply(self, variables, *args, method):
+  def _apply(self, variables, *args, method, key=None):
     train = bool(self.config.model.bn_batch_stats_at_eval)
+    # Encoder noise (when configured) stays on at evaluation, as in the reference; without
+    # a key (embeddings, reconstructions) a fixed one keeps evaluation deterministic.
+    key = jax.random.PRNGKey(0) if key is None else jax.random.fold_in(key, 1)
     # In "train" mode BatchNorm and spectral norm write updated statistics; evaluation
     # discards them so it never changes the training state.
     out, _ = self.generator.apply(variables, *args, train=train, method=method,
-                                  mutable=["batch_stats"])
+                                  rngs={"encoder_noise": key}, mutable=["batch_stats"])
     return out
 
   def embed(self, variables, x, y):
@@ -637,11 +665,11 @@ class WynerModel:
 
   def translate_x2y(self, variables, x, key):
     v = self.sample_prior(key, (x.shape[0], self.arch.dv))
-    return self._apply(variables, x, v, method=WynerGenerator.x2y)
+    return self._apply(variables, x, v, method=WynerGenerator.x2y, key=key)
 
   def translate_y2x(self, variables, y, key):
     u = self.sample_prior(key, (y.shape[0], self.arch.du))
-    return self._apply(variables, y, u, method=WynerGenerator.y2x)
+    return self._apply(variables, y, u, method=WynerGenerator.y2x, key=key)
 
   def sample_joint(self, variables, key, n):
     kz, ku, kv = jax.random.split(key, 3)
