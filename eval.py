@@ -11,18 +11,19 @@ from ml_collections import config_flags
 from wyner_jax import cli
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (configs/*.py).", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "The training run's directory.")
 cli.define_distributed_flags()
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  cli.run(FLAGS, "eval")
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.run(FLAGS, "eval")
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)

@@ -16,149 +16,166 @@ import ml_collections
 # (so its estimate is logged even when it is not penalised) and removed when λ < 0.
 LAMBDA_KEYS = (
     # distribution matching (symmetric-KL plug-in of a density-ratio estimator)
-    "j", "cx2y", "cy2x", "c", "mx", "my",
+    "j",
+    "cx2y",
+    "cy2x",
+    "c",
+    "mx",
+    "my",
     # common-information penalties λ_CI · I(X,Y;Z)
-    "var_ci", "j_ci", "cx2y_ci", "cy2x_ci",
+    "var_ci",
+    "j_ci",
+    "cx2y_ci",
+    "cy2x_ci",
     # latent ("agg") matching on z alone
-    "var_agg", "cx2y_agg", "cy2x_agg", "c_agg",
+    "var_agg",
+    "cx2y_agg",
+    "cy2x_agg",
+    "c_agg",
     # reconstruction consistency
-    "j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y", "j_rec_zuv",
+    "j_rec_x",
+    "j_rec_y",
+    "cx2y_rec_y",
+    "cy2x_rec_x",
+    "mx_rec_x",
+    "my_rec_y",
+    "j_rec_zuv",
 )
 
 
 def get_config():
-  config = ml_collections.ConfigDict()
-  config.seed = 1
+    config = ml_collections.ConfigDict()
+    config.seed = 1
 
-  # ---------------------------------------------------------------- data
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "digits_add1"
+    # ---------------------------------------------------------------- data
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "digits_add1"
 
-  # ---------------------------------------------------------------- model
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "wyner"  # 'wyner' or 'iiae'
-  config.model.family = "mlp"  # 'mlp' (feature vectors) or 'conv' (images)
-  config.model.dz = 16
-  config.model.du = 8
-  config.model.dv = 8
-  config.model.prior = "gaussian"  # 'gaussian' N(0, I) or 'uniform' U[-1, 1] (tanh heads)
-  # Spectral norm on the final Linear of every feature map with a last activation, as the
-  # reference's get_fc does by accident (§7.1). Default True: it is what the paper ran.
-  config.model.sn_on_feature_layers = True
-  # BatchNorm with the batch's statistics at evaluation, as the reference (it never calls
-  # model.eval(), §7.2). False uses the running averages instead.
-  config.model.bn_batch_stats_at_eval = True
-  config.model.bn_momentum = 0.999  # PyTorch momentum 1e-3
-  config.model.bn_epsilon = 1e-3
-  # N(0, 1) columns appended to the encoders' inputs (reference --*-encoder-noise-dim):
-  # 0 keeps the encoders deterministic, the reference default (§1.2).
-  config.model.joint_encoder_noise_dim = 0
-  config.model.marginal_encoder_noise_dim = 0
-  config.model.encoder_negative_slope = 0.2
-  config.model.decoder_negative_slope = 0.2
+    # ---------------------------------------------------------------- model
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "wyner"  # 'wyner' or 'iiae'
+    config.model.family = "mlp"  # 'mlp' (feature vectors) or 'conv' (images)
+    config.model.dz = 16
+    config.model.du = 8
+    config.model.dv = 8
+    config.model.prior = "gaussian"  # 'gaussian' N(0, I) or 'uniform' U[-1, 1] (tanh heads)
+    # Spectral norm on the final Linear of every feature map with a last activation, as the
+    # reference's get_fc does by accident (§7.1). Default True: it is what the paper ran.
+    config.model.sn_on_feature_layers = True
+    # BatchNorm with the batch's statistics at evaluation, as the reference (it never calls
+    # model.eval(), §7.2). False uses the running averages instead.
+    config.model.bn_batch_stats_at_eval = True
+    config.model.bn_momentum = 0.999  # PyTorch momentum 1e-3
+    config.model.bn_epsilon = 1e-3
+    # N(0, 1) columns appended to the encoders' inputs (reference --*-encoder-noise-dim):
+    # 0 keeps the encoders deterministic, the reference default (§1.2).
+    config.model.joint_encoder_noise_dim = 0
+    config.model.marginal_encoder_noise_dim = 0
+    config.model.encoder_negative_slope = 0.2
+    config.model.decoder_negative_slope = 0.2
 
-  config.model.mlp = ml_collections.ConfigDict()
-  config.model.mlp.encoder_hidden = ()  # reference Sketchy: one Linear[SN] → BN → LReLU
-  config.model.mlp.encoder_features = 512
-  config.model.mlp.decoder_hidden = (128,)
-  config.model.mlp.decoder_act = "relu"  # reference Sketchy decoder: LReLU slope 0
-  config.model.mlp.decoder_out_act = "none"  # 'tanh' for data in [-1, 1]
-  config.model.mlp.disc_hidden = ()
-  config.model.mlp.disc_features = 1024
-  config.model.mlp.disc_batchnorm = False
+    config.model.mlp = ml_collections.ConfigDict()
+    config.model.mlp.encoder_hidden = ()  # reference Sketchy: one Linear[SN] → BN → LReLU
+    config.model.mlp.encoder_features = 512
+    config.model.mlp.decoder_hidden = (128,)
+    config.model.mlp.decoder_act = "relu"  # reference Sketchy decoder: LReLU slope 0
+    config.model.mlp.decoder_out_act = "none"  # 'tanh' for data in [-1, 1]
+    config.model.mlp.disc_hidden = ()
+    config.model.mlp.disc_features = 1024
+    config.model.mlp.disc_batchnorm = False
 
-  config.model.conv = ml_collections.ConfigDict()
-  config.model.conv.base = 32  # --base-cc; the decoder and discriminator use 2·base
-  config.model.conv.disc_batchnorm_first = False
+    config.model.conv = ml_collections.ConfigDict()
+    config.model.conv.base = 32  # --base-cc; the decoder and discriminator use 2·base
+    config.model.conv.disc_batchnorm_first = False
 
-  config.model.disc = ml_collections.ConfigDict()
-  config.model.disc.hidden_dim = 512  # latent embedder E_k and head H_k width
-  config.model.disc.n_hidden_layers = 1
-  config.model.disc.negative_slope = 0.2
+    config.model.disc = ml_collections.ConfigDict()
+    config.model.disc.hidden_dim = 512  # latent embedder E_k and head H_k width
+    config.model.disc.n_hidden_layers = 1
+    config.model.disc.negative_slope = 0.2
 
-  # ---------------------------------------------------------------- loss
-  config.loss = ml_collections.ConfigDict()
-  config.loss.discriminator = "js"  # js | dv | njw | lc (density-ratio objective)
-  config.loss.generator = "symmetric_kl"  # symmetric_kl | forward_kl | reverse_kl | js
-  config.loss.label_smoothing = 1.0  # positive label smoothing a of the JS objective
-  config.loss.uniform_disc_weights = True  # False: weight each D loss by its λ
-  config.loss.recon_x = "l1"
-  config.loss.recon_y = "l1"
-  config.loss.recon_latent = "l2"
-  config.loss.instance_noise = ml_collections.ConfigDict()
-  config.loss.instance_noise.xy = 0.25
-  config.loss.instance_noise.z = 0.25
-  config.loss.instance_noise.uv = 0.25
-  # Multiply the x/y noise by the per-feature std of the training data (Sketchy, CUB).
-  config.loss.instance_noise.scale_by_data_std = False
-  # False turns the discriminator's instance noise off during generator steps.
-  config.loss.instance_noise.in_generator_step = True
-  config.loss.lambdas = ml_collections.ConfigDict({k: 0.0 for k in LAMBDA_KEYS})
+    # ---------------------------------------------------------------- loss
+    config.loss = ml_collections.ConfigDict()
+    config.loss.discriminator = "js"  # js | dv | njw | lc (density-ratio objective)
+    config.loss.generator = "symmetric_kl"  # symmetric_kl | forward_kl | reverse_kl | js
+    config.loss.label_smoothing = 1.0  # positive label smoothing a of the JS objective
+    config.loss.uniform_disc_weights = True  # False: weight each D loss by its λ
+    config.loss.recon_x = "l1"
+    config.loss.recon_y = "l1"
+    config.loss.recon_latent = "l2"
+    config.loss.instance_noise = ml_collections.ConfigDict()
+    config.loss.instance_noise.xy = 0.25
+    config.loss.instance_noise.z = 0.25
+    config.loss.instance_noise.uv = 0.25
+    # Multiply the x/y noise by the per-feature std of the training data (Sketchy, CUB).
+    config.loss.instance_noise.scale_by_data_std = False
+    # False turns the discriminator's instance noise off during generator steps.
+    config.loss.instance_noise.in_generator_step = True
+    config.loss.lambdas = ml_collections.ConfigDict({k: 0.0 for k in LAMBDA_KEYS})
 
-  # IIAE (config.model.name == 'iiae'); iiae.md §2.
-  config.iiae = ml_collections.ConfigDict()
-  config.iiae.beta = 0.5
-  config.iiae.lam = 1.0
-  config.iiae.recon_weight = 10.0
-  config.iiae.anneal_steps = 2000.0
-  config.iiae.logvar_max = 9.21035
-  config.iiae.shared_dim = 64
-  config.iiae.exclusive_dim = 64
-  config.iiae.hidden = (512, 256)
-  config.iiae.decoder_hidden = 128
-  config.iiae.lr = 2e-4
-  config.iiae.b1 = 0.5
-  config.iiae.b2 = 0.999
-  config.iiae.eps = 1e-8
-  # q(z^s|x,y) widths on concat(h_x, h_y): the ZS reference's Dense(512) (§1.2).
-  config.iiae.joint_hidden = (512,)
-  # 'auto': 'l2' (MSE, ZS reference) for the mlp family, 'l1' (image reference) for conv.
-  config.iiae.recon_loss = "auto"
-  # 'auto': tanh for image data in [-1, 1], linear for feature vectors; or 'tanh' / 'none'.
-  config.iiae.decoder_out_act = "auto"
-  # conv family (iiae.md §1.3, flat shared code): encoder channels base·2^i, decoder from
-  # 2·base; r-head width; dropout of the first decoder blocks in training (reference 0.5).
-  config.iiae.conv_base = 32
-  config.iiae.conv_hidden = (256,)
-  config.iiae.decoder_dropout = 0.5
-  config.iiae.bn_momentum = 0.9  # TF running-average decay (same meaning in Flax)
-  config.iiae.bn_epsilon = 1e-5
-  # The reference evaluates with BN running averages (is_training=False); True uses the
-  # evaluation batch's statistics instead.
-  config.iiae.bn_batch_stats_at_eval = False
+    # IIAE (config.model.name == 'iiae'); iiae.md §2.
+    config.iiae = ml_collections.ConfigDict()
+    config.iiae.beta = 0.5
+    config.iiae.lam = 1.0
+    config.iiae.recon_weight = 10.0
+    config.iiae.anneal_steps = 2000.0
+    config.iiae.logvar_max = 9.21035
+    config.iiae.shared_dim = 64
+    config.iiae.exclusive_dim = 64
+    config.iiae.hidden = (512, 256)
+    config.iiae.decoder_hidden = 128
+    config.iiae.lr = 2e-4
+    config.iiae.b1 = 0.5
+    config.iiae.b2 = 0.999
+    config.iiae.eps = 1e-8
+    # q(z^s|x,y) widths on concat(h_x, h_y): the ZS reference's Dense(512) (§1.2).
+    config.iiae.joint_hidden = (512,)
+    # 'auto': 'l2' (MSE, ZS reference) for the mlp family, 'l1' (image reference) for conv.
+    config.iiae.recon_loss = "auto"
+    # 'auto': tanh for image data in [-1, 1], linear for feature vectors; or 'tanh' / 'none'.
+    config.iiae.decoder_out_act = "auto"
+    # conv family (iiae.md §1.3, flat shared code): encoder channels base·2^i, decoder from
+    # 2·base; r-head width; dropout of the first decoder blocks in training (reference 0.5).
+    config.iiae.conv_base = 32
+    config.iiae.conv_hidden = (256,)
+    config.iiae.decoder_dropout = 0.5
+    config.iiae.bn_momentum = 0.9  # TF running-average decay (same meaning in Flax)
+    config.iiae.bn_epsilon = 1e-5
+    # The reference evaluates with BN running averages (is_training=False); True uses the
+    # evaluation batch's statistics instead.
+    config.iiae.bn_batch_stats_at_eval = False
 
-  # ---------------------------------------------------------------- optimisation
-  config.optim = ml_collections.ConfigDict()
-  config.optim.name = "adam"  # adam | rmsprop
-  config.optim.lr_generator = 1e-4
-  config.optim.lr_discriminator = 1e-4
-  config.optim.b1 = 0.5
-  config.optim.b2 = 0.999
-  config.optim.eps = 1e-8
-  config.optim.amsgrad = True
-  config.optim.clip_grad_norm = -1.0  # > 0 clips each network's gradient norm
+    # ---------------------------------------------------------------- optimisation
+    config.optim = ml_collections.ConfigDict()
+    config.optim.name = "adam"  # adam | rmsprop
+    config.optim.lr_generator = 1e-4
+    config.optim.lr_discriminator = 1e-4
+    config.optim.b1 = 0.5
+    config.optim.b2 = 0.999
+    config.optim.eps = 1e-8
+    config.optim.amsgrad = True
+    config.optim.clip_grad_norm = -1.0  # > 0 clips each network's gradient norm
 
-  config.ema = ml_collections.ConfigDict()
-  config.ema.decay = 0.999
-  config.ema.warmup = True  # decay min(d, (1+n)/(10+n)) as torch_ema use_num_updates
+    config.ema = ml_collections.ConfigDict()
+    config.ema.decay = 0.999
+    config.ema.warmup = True  # decay min(d, (1+n)/(10+n)) as torch_ema use_num_updates
 
-  # ---------------------------------------------------------------- loop
-  config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 64  # global batch, split over all devices
-  config.train.num_steps = 1000
-  config.train.log_every = 50
-  config.train.image_every = 500  # TensorBoard image grids
-  config.train.checkpoint_every = 500
-  config.train.keep_checkpoints = 3
-  config.train.evaluate_at_end = True
+    # ---------------------------------------------------------------- loop
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 64  # global batch, split over all devices
+    config.train.num_steps = 1000
+    config.train.log_every = 50
+    config.train.image_every = 500  # TensorBoard image grids
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 3
+    config.train.evaluate_at_end = True
 
-  # ---------------------------------------------------------------- evaluation
-  config.eval = ml_collections.ConfigDict()
-  config.eval.batch_size = 64  # BN uses batch statistics at evaluation: keep it = train
-  config.eval.num_joint_samples = 4096
-  config.eval.retrieval_ks = (10,)
-  config.eval.retrieval_metric = "cosine"
-  config.eval.classifier_steps = 1500
-  config.eval.grid_rows = 8
-  config.eval.grid_cols = 8
-  return config
+    # ---------------------------------------------------------------- evaluation
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 64  # BN uses batch statistics at evaluation: keep it = train
+    config.eval.num_joint_samples = 4096
+    config.eval.retrieval_ks = (10,)
+    config.eval.retrieval_metric = "cosine"
+    config.eval.classifier_steps = 1500
+    config.eval.grid_rows = 8
+    config.eval.grid_cols = 8
+    return config

@@ -29,45 +29,52 @@ from configs import default
 
 
 def get_config(arg: str = "mlp"):
-  config = default.get_config()
-  if arg not in ("mlp", "conv"):
-    raise ValueError(f"configs/digits_add1.py takes 'mlp' or 'conv', got {arg!r}.")
-  config.data.name = "digits_add1"
-  config.data.image_size = 8
-  config.data.flatten = arg == "mlp"
-  config.data.test_fraction = 0.25
-  config.data.multiplier = 10
-  config.data.split_seed = 0
-  config.data.pair_seed = 1
+    config = default.get_config()
+    if arg not in ("mlp", "conv"):
+        raise ValueError(f"configs/digits_add1.py takes 'mlp' or 'conv', got {arg!r}.")
+    config.data.name = "digits_add1"
+    config.data.image_size = 8
+    config.data.flatten = arg == "mlp"
+    config.data.test_fraction = 0.25
+    config.data.multiplier = 10
+    config.data.split_seed = 0
+    config.data.pair_seed = 1
 
-  config.model.family = arg
-  config.model.dz = 16
-  config.model.du = 8
-  config.model.dv = 8
-  config.model.mlp.encoder_hidden = (256,)
-  config.model.mlp.encoder_features = 256
-  config.model.mlp.decoder_hidden = (256, 256)
-  config.model.mlp.decoder_act = "lrelu"
-  config.model.mlp.decoder_out_act = "tanh"  # pixels live in [-1, 1]
-  config.model.mlp.disc_hidden = (512,)
-  config.model.mlp.disc_features = 512
-  config.model.conv.base = 16
-  config.model.disc.hidden_dim = 256
+    config.model.family = arg
+    config.model.dz = 16
+    config.model.du = 8
+    config.model.dv = 8
+    config.model.mlp.encoder_hidden = (256,)
+    config.model.mlp.encoder_features = 256
+    config.model.mlp.decoder_hidden = (256, 256)
+    config.model.mlp.decoder_act = "lrelu"
+    config.model.mlp.decoder_out_act = "tanh"  # pixels live in [-1, 1]
+    config.model.mlp.disc_hidden = (512,)
+    config.model.mlp.disc_features = 512
+    config.model.conv.base = 16
+    config.model.disc.hidden_dim = 256
 
-  lam = config.loss.lambdas
-  lam.j = lam.cx2y = lam.cy2x = lam.c = 1.0
-  lam.var_ci = 0.1
-  for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y",
-            "j_rec_zuv"):
-    lam[k] = 1.0
+    lam = config.loss.lambdas
+    lam.j = lam.cx2y = lam.cy2x = lam.c = 1.0
+    lam.var_ci = 0.1
+    for k in (
+        "j_rec_x",
+        "j_rec_y",
+        "cx2y_rec_y",
+        "cy2x_rec_x",
+        "mx_rec_x",
+        "my_rec_y",
+        "j_rec_zuv",
+    ):
+        lam[k] = 1.0
 
-  config.optim.lr_generator = 4e-4
-  config.optim.lr_discriminator = 4e-4
-  config.train.batch_size = 64
-  config.train.num_steps = 3000
-  config.train.log_every = 100
-  config.train.image_every = 1000
-  config.train.checkpoint_every = 1000
-  config.eval.batch_size = 64
-  config.eval.num_joint_samples = 4096
-  return config
+    config.optim.lr_generator = 4e-4
+    config.optim.lr_discriminator = 4e-4
+    config.train.batch_size = 64
+    config.train.num_steps = 3000
+    config.train.log_every = 100
+    config.train.image_every = 1000
+    config.train.checkpoint_every = 1000
+    config.eval.batch_size = 64
+    config.eval.num_joint_samples = 4096
+    return config

@@ -19,39 +19,39 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
-  config.data.name = "gaussian"
-  config.data.dim = 1
-  config.data.rho = 0.7
-  config.data.n_train = 20000
-  config.data.n_test = 5000
-  config.data.seed = 0
+    config = default.get_config()
+    config.data.name = "gaussian"
+    config.data.dim = 1
+    config.data.rho = 0.7
+    config.data.n_train = 20000
+    config.data.n_test = 5000
+    config.data.seed = 0
 
-  config.model.family = "mlp"
-  config.model.dz = 1
-  config.model.du = 1
-  config.model.dv = 1
-  config.model.mlp.encoder_hidden = (128,)
-  config.model.mlp.encoder_features = 128
-  config.model.mlp.decoder_hidden = (128, 128)
-  config.model.mlp.decoder_act = "lrelu"
-  config.model.mlp.disc_hidden = (256,)
-  config.model.mlp.disc_features = 256
-  config.model.disc.hidden_dim = 128
-  config.loss.instance_noise.xy = 0.1
+    config.model.family = "mlp"
+    config.model.dz = 1
+    config.model.du = 1
+    config.model.dv = 1
+    config.model.mlp.encoder_hidden = (128,)
+    config.model.mlp.encoder_features = 128
+    config.model.mlp.decoder_hidden = (128, 128)
+    config.model.mlp.decoder_act = "lrelu"
+    config.model.mlp.disc_hidden = (256,)
+    config.model.mlp.disc_features = 256
+    config.model.disc.hidden_dim = 128
+    config.loss.instance_noise.xy = 0.1
 
-  lam = config.loss.lambdas
-  lam.j = lam.cx2y = lam.cy2x = lam.c = 1.0
-  lam.var_ci = 0.1
-  for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
-    lam[k] = 0.1
+    lam = config.loss.lambdas
+    lam.j = lam.cx2y = lam.cy2x = lam.c = 1.0
+    lam.var_ci = 0.1
+    for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
+        lam[k] = 0.1
 
-  config.optim.lr_generator = 2e-4
-  config.optim.lr_discriminator = 2e-4
-  config.train.batch_size = 256
-  config.train.num_steps = 3000
-  config.train.log_every = 250
-  config.train.image_every = 0
-  config.train.checkpoint_every = 1000
-  config.eval.batch_size = 256
-  return config
+    config.optim.lr_generator = 2e-4
+    config.optim.lr_discriminator = 2e-4
+    config.train.batch_size = 256
+    config.train.num_steps = 3000
+    config.train.log_every = 250
+    config.train.image_every = 0
+    config.train.checkpoint_every = 1000
+    config.eval.batch_size = 256
+    return config

@@ -42,26 +42,26 @@ from configs import digits_add1
 
 
 def get_config(arg: str = "mlp"):
-  if arg not in ("mlp", "conv"):
-    raise ValueError(f"configs/iiae_digits_add1.py takes 'mlp' or 'conv', got {arg!r}.")
-  config = digits_add1.get_config(arg)
-  config.model.name = "iiae"
+    if arg not in ("mlp", "conv"):
+        raise ValueError(f"configs/iiae_digits_add1.py takes 'mlp' or 'conv', got {arg!r}.")
+    config = digits_add1.get_config(arg)
+    config.model.name = "iiae"
 
-  c = config.iiae
-  c.beta = 0.5
-  c.lam = 1.0
-  c.recon_loss = "auto"  # MSE for mlp, L1 for conv
-  c.recon_weight = 50.0 if arg == "mlp" else 20.0
-  c.anneal_steps = 1000.0
-  c.shared_dim = 16
-  c.exclusive_dim = 8
-  c.hidden = (512, 256)
-  c.decoder_hidden = 128
-  c.decoder_out_act = "tanh"  # pixels live in [-1, 1]
-  c.conv_base = 16
-  c.conv_hidden = (128,)
-  c.joint_hidden = (512,) if arg == "mlp" else (128,)
-  c.decoder_dropout = 0.0
-  c.lr = 2e-4
-  c.b1 = 0.5
-  return config
+    c = config.iiae
+    c.beta = 0.5
+    c.lam = 1.0
+    c.recon_loss = "auto"  # MSE for mlp, L1 for conv
+    c.recon_weight = 50.0 if arg == "mlp" else 20.0
+    c.anneal_steps = 1000.0
+    c.shared_dim = 16
+    c.exclusive_dim = 8
+    c.hidden = (512, 256)
+    c.decoder_hidden = 128
+    c.decoder_out_act = "tanh"  # pixels live in [-1, 1]
+    c.conv_base = 16
+    c.conv_hidden = (128,)
+    c.joint_hidden = (512,) if arg == "mlp" else (128,)
+    c.decoder_dropout = 0.0
+    c.lr = 2e-4
+    c.b1 = 0.5
+    return config

@@ -4,10 +4,12 @@ The flags must be set before JAX initialises its backends, hence at import time 
 LLVM optimisation level 0 halves XLA's CPU compile time, which dominates these small tests;
 the programs compute the same values.
 """
+
 import os
 
 os.environ.setdefault(
-    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0")
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import tempfile  # noqa: E402

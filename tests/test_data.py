@@ -1,4 +1,5 @@
 """Paired datasets: digits-Add1 pairing, deterministic resumable batches, Gaussian pairs."""
+
 import hashlib
 
 import ml_collections
@@ -85,7 +86,9 @@ def test_train_batch_deterministic_and_epoch_coverage(digits):
         assert len(np.unique(seen)) == len(seen) == spe * b  # each index at most once; drop_last
     # Epochs reshuffle; a different seed gives different batches.
     assert not np.array_equal(digits.batch_indices(0, b, seed), digits.batch_indices(spe, b, seed))
-    assert not np.array_equal(digits.batch_indices(0, b, seed), digits.batch_indices(0, b, seed + 1))
+    assert not np.array_equal(
+        digits.batch_indices(0, b, seed), digits.batch_indices(0, b, seed + 1)
+    )
 
 
 def test_full_epoch_covers_every_index_when_batch_divides():
@@ -116,12 +119,16 @@ def test_gaussian_correlation():
     assert np.all(g.train.label_x == -1) and np.all(g.test.label_y == -1)
     for d in range(3):
         assert np.corrcoef(g.train.x[:, d], g.train.y[:, d])[0, 1] == pytest.approx(0.7, abs=0.02)
-    assert abs(np.corrcoef(g.train.x[:, 0], g.train.y[:, 1])[0, 1]) < 0.03  # coordinates independent
+    assert (
+        abs(np.corrcoef(g.train.x[:, 0], g.train.y[:, 1])[0, 1]) < 0.03
+    )  # coordinates independent
     np.testing.assert_allclose(g.x_std, 1.0, atol=0.03)
 
 
 def test_build_from_config():
-    cfg = ml_collections.ConfigDict({"name": "gaussian", "dim": 2, "rho": 0.5, "n_train": 100, "n_test": 10})
+    cfg = ml_collections.ConfigDict(
+        {"name": "gaussian", "dim": 2, "rho": 0.5, "n_train": 100, "n_test": 10}
+    )
     g = data.build(cfg)
     assert g.x_shape == (2,) and len(g.train) == 100
     with pytest.raises(ValueError, match="digits_add1"):

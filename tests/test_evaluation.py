@@ -1,4 +1,5 @@
 """Evaluators: linear probe, digit classifier, coherence, Gaussian closed forms, figures."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -53,7 +54,9 @@ def test_digit_classifier_accuracy():
 
 def test_digit_classifier_deterministic_and_flat_input():
     domain = load_digits_add1(multiplier=1, flatten=True).domains["x"]
-    runs = [train_image_classifier(domain, 10, seed=s, steps=20, image_shape=(8, 8)) for s in (0, 0, 1)]
+    runs = [
+        train_image_classifier(domain, 10, seed=s, steps=20, image_shape=(8, 8)) for s in (0, 0, 1)
+    ]
     logits = [r.apply(domain.test_images[:50]) for r in runs]
     np.testing.assert_array_equal(logits[0], logits[1])
     assert not np.array_equal(logits[0], logits[2])

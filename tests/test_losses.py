@@ -80,10 +80,12 @@ def _q(x):
 
 def _two_jsd_quadrature():
     """2·JSD(P, Q) = KL(P‖M) + KL(Q‖M), M = (P+Q)/2, by numerical quadrature."""
+
     def integrand(x):
         p, q = _p(x), _q(x)
         m = 0.5 * (p + q)
         return p * np.log(p / m) + q * np.log(q / m)
+
     return _quad(integrand)
 
 
@@ -108,7 +110,8 @@ def test_plugins_with_exact_log_ratio_1d():
     assert _value(losses.forward_kl_plugin, t_p, t_q) == pytest.approx(KL_PQ, rel=0.03)
     assert _value(losses.reverse_kl_plugin, t_p, t_q) == pytest.approx(KL_QP, rel=0.03)
     assert _value(losses.GENERATOR_PLUGINS["js"], t_p, t_q) == pytest.approx(
-        _two_jsd_quadrature(), rel=0.03)
+        _two_jsd_quadrature(), rel=0.03
+    )
 
 
 def test_plugins_with_exact_log_ratio_multivariate_diag():
@@ -134,10 +137,14 @@ def test_plugin_formulas_and_unequal_batches():
     assert _value(losses.forward_kl_plugin, t_p, t_q) == pytest.approx(0.5)
     assert _value(losses.reverse_kl_plugin, t_p, t_q) == pytest.approx(-0.5)
     assert _value(losses.js_plugin, t_p, t_q) == pytest.approx(
-        _value(losses.js_objective, t_p, t_q))
+        _value(losses.js_objective, t_p, t_q)
+    )
     assert losses.GENERATOR_PLUGINS == {
-        "symmetric_kl": losses.symmetric_kl_plugin, "forward_kl": losses.forward_kl_plugin,
-        "reverse_kl": losses.reverse_kl_plugin, "js": losses.js_plugin}
+        "symmetric_kl": losses.symmetric_kl_plugin,
+        "forward_kl": losses.forward_kl_plugin,
+        "reverse_kl": losses.reverse_kl_plugin,
+        "js": losses.js_plugin,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,12 +182,14 @@ def test_js_objective_label_smoothing_limits_and_value_at_optimum():
     t_p, t_q = _exact_logits()
     # a -> 1 is continuous with the a = 1 (log_sigmoid) path.
     assert _value(losses.js_objective, t_p, t_q, label_smoothing=1.0 - 1e-6) == pytest.approx(
-        _value(losses.js_objective, t_p, t_q, label_smoothing=1.0), abs=1e-4)
+        _value(losses.js_objective, t_p, t_q, label_smoothing=1.0), abs=1e-4
+    )
     # J = 0 when P = Q at T = log P/Q = 0, for any a.
     zeros = jnp.zeros(8)
     for a in (1.0, 0.7, 0.3):
         assert _value(losses.js_objective, zeros, zeros, label_smoothing=a) == pytest.approx(
-            0.0, abs=1e-6)
+            0.0, abs=1e-6
+        )
     # At T = log P/Q with a = 0.8, the MC value matches the same functional by quadrature.
     a = 0.8
     h = -(a / 2) * math.log(a / 2) - (1 - a / 2) * math.log(1 - a / 2)
@@ -192,7 +201,8 @@ def test_js_objective_label_smoothing_limits_and_value_at_optimum():
 
     expected = _quad(integrand) + 2 * h
     assert _value(losses.js_objective, t_p, t_q, label_smoothing=a) == pytest.approx(
-        expected, rel=0.02)
+        expected, rel=0.02
+    )
 
 
 def test_js_objective_rejects_bad_label_smoothing():
@@ -204,8 +214,9 @@ def test_js_objective_rejects_bad_label_smoothing():
 @pytest.mark.parametrize("a", [1.0, 0.9])
 def test_js_objective_is_stable_for_large_logits(a):
     big = jnp.array([80.0, -80.0, 200.0])
-    value, grad = jax.jit(jax.value_and_grad(
-        lambda t: losses.js_objective(t, -t, label_smoothing=a)))(big)
+    value, grad = jax.jit(
+        jax.value_and_grad(lambda t: losses.js_objective(t, -t, label_smoothing=a))
+    )(big)
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
 
 
@@ -220,8 +231,10 @@ def test_dv_is_shift_invariant_and_njw_is_not():
     t_p, t_q = _exact_logits()
     base_dv = _value(losses.dv_objective, t_p, t_q)
     assert _value(losses.dv_objective, t_p + 0.7, t_q + 0.7) == pytest.approx(base_dv, abs=1e-4)
-    assert _value(losses.njw_objective, t_p + 0.7, t_q + 0.7) < _value(
-        losses.njw_objective, t_p, t_q) - 0.1
+    assert (
+        _value(losses.njw_objective, t_p + 0.7, t_q + 0.7)
+        < _value(losses.njw_objective, t_p, t_q) - 0.1
+    )
 
 
 def test_lc_objective_with_exact_log_ratio_is_le_cam_divergence():
@@ -234,8 +247,7 @@ def test_dv_njw_lc_formulas_match_numpy_with_unequal_batches():
     rng = np.random.default_rng(1)
     t_p = rng.normal(0.3, 1.0, size=11)
     t_q = rng.normal(-0.3, 1.0, size=(3, 5))
-    dv = (t_p.mean() - t_q.mean() - np.log(np.mean(np.exp(-t_p)))
-          - np.log(np.mean(np.exp(t_q))))
+    dv = t_p.mean() - t_q.mean() - np.log(np.mean(np.exp(-t_p))) - np.log(np.mean(np.exp(t_q)))
     njw = t_p.mean() - t_q.mean() - np.mean(np.exp(-t_p)) - np.mean(np.exp(t_q)) + 2
     lc = 1 - 2 * np.mean(_sigmoid(-t_p) ** 2) - 2 * np.mean(_sigmoid(t_q) ** 2)
     args = (jnp.asarray(t_p, jnp.float32), jnp.asarray(t_q, jnp.float32))
@@ -247,8 +259,7 @@ def test_dv_njw_lc_formulas_match_numpy_with_unequal_batches():
 
 def _reference_literal_lc(t_p, t_q):
     """The reference's `lc_var` as written, 1 - 2 mean(σ(T_P)² + σ(-T_Q)²) (see lc_objective)."""
-    return (1 - 2 * jnp.mean(jax.nn.sigmoid(t_p) ** 2)
-            - 2 * jnp.mean(jax.nn.sigmoid(-t_q) ** 2))
+    return 1 - 2 * jnp.mean(jax.nn.sigmoid(t_p) ** 2) - 2 * jnp.mean(jax.nn.sigmoid(-t_q) ** 2)
 
 
 @pytest.mark.parametrize("name", ["js", "dv", "njw", "lc"])
@@ -277,8 +288,13 @@ def test_objectives_are_maximised_at_the_log_ratio(name):
 
 def _init_mlps(rng, k, sizes):
     """K independent MLPs with stacked parameters (leading axis K), LeCun-normal weights."""
-    return [(jnp.asarray(rng.normal(0.0, 1.0 / math.sqrt(m), (k, m, n)), jnp.float32),
-             jnp.zeros((k, n), jnp.float32)) for m, n in zip(sizes[:-1], sizes[1:])]
+    return [
+        (
+            jnp.asarray(rng.normal(0.0, 1.0 / math.sqrt(m), (k, m, n)), jnp.float32),
+            jnp.zeros((k, n), jnp.float32),
+        )
+        for m, n in zip(sizes[:-1], sizes[1:])
+    ]
 
 
 def _mlp(params, x):
@@ -340,15 +356,22 @@ def symmetric_kl_estimates():
     objective, then the symmetric-KL plug-in on fresh samples."""
     steps, batch = 300, 512
     rng = np.random.default_rng(0)
-    data = (rng.normal(0.0, 1.0, (steps, batch, 1)).astype(np.float32),
-            rng.normal(1.0, 1.0, (steps, batch, 1)).astype(np.float32))
-    params = _train_discriminators([losses.DENSITY_RATIO_OBJECTIVES[n] for n in _OBJECTIVE_NAMES],
-                                   data, lambda minibatch, key: minibatch, seed=0)
+    data = (
+        rng.normal(0.0, 1.0, (steps, batch, 1)).astype(np.float32),
+        rng.normal(1.0, 1.0, (steps, batch, 1)).astype(np.float32),
+    )
+    params = _train_discriminators(
+        [losses.DENSITY_RATIO_OBJECTIVES[n] for n in _OBJECTIVE_NAMES],
+        data,
+        lambda minibatch, key: minibatch,
+        seed=0,
+    )
 
     @jax.jit
     def estimates(params, x_p, x_q):
-        return jax.vmap(losses.symmetric_kl_plugin)(_stacked_mlp(params, x_p),
-                                                    _stacked_mlp(params, x_q))
+        return jax.vmap(losses.symmetric_kl_plugin)(
+            _stacked_mlp(params, x_p), _stacked_mlp(params, x_q)
+        )
 
     x_p = rng.normal(0.0, 1.0, (50_000, 1)).astype(np.float32)
     x_q = rng.normal(1.0, 1.0, (50_000, 1)).astype(np.float32)
@@ -383,19 +406,23 @@ def test_ci_penalty_with_exact_log_ratio():
     mi = _mutual_information_xy_z(_SIGMA_XYZ)
     assert mi == pytest.approx(0.5 * math.log(3.0))  # det Σ_xy = 3, det Σ_z = 1, det Σ = 1
     xyz = _xyz_samples(np.random.default_rng(7), 100_000).astype(np.float64)
-    log_ratio = (stats.multivariate_normal(np.zeros(3), _SIGMA_XYZ).logpdf(xyz)
-                 - stats.multivariate_normal(np.zeros(2), _SIGMA_XYZ[:2, :2]).logpdf(xyz[:, :2])
-                 - stats.norm.logpdf(xyz[:, 2]))
+    log_ratio = (
+        stats.multivariate_normal(np.zeros(3), _SIGMA_XYZ).logpdf(xyz)
+        - stats.multivariate_normal(np.zeros(2), _SIGMA_XYZ[:2, :2]).logpdf(xyz[:, :2])
+        - stats.norm.logpdf(xyz[:, 2])
+    )
     assert _value(losses.ci_penalty, jnp.asarray(log_ratio, jnp.float32)) == pytest.approx(
-        mi, rel=0.03)
+        mi, rel=0.03
+    )
 
 
 def test_ci_penalty_with_js_trained_discriminator():
     """A JS-trained discriminator on (x,y,z) vs (x,y,shuffled z) recovers I(X,Y;Z)."""
     mi = _mutual_information_xy_z(_SIGMA_XYZ)
     rng = np.random.default_rng(1)
-    params = _train_discriminators([losses.js_objective], _xyz_samples(rng, (400, 512)),
-                                   _joint_and_product, seed=1)
+    params = _train_discriminators(
+        [losses.js_objective], _xyz_samples(rng, (400, 512)), _joint_and_product, seed=1
+    )
     joint = _xyz_samples(rng, 50_000)
     estimate = float(jax.jit(lambda p, x: losses.ci_penalty(_stacked_mlp(p, x)[0]))(params, joint))
     assert estimate == pytest.approx(mi, rel=0.10)
@@ -423,14 +450,21 @@ def _kl_full_covariance(mu_q, cov_q, mu_r, cov_r):
     k = mu_q.shape[0]
     cov_r_inv = np.linalg.inv(cov_r)
     diff = mu_r - mu_q
-    return 0.5 * (np.trace(cov_r_inv @ cov_q) + diff @ cov_r_inv @ diff - k
-                  + np.linalg.slogdet(cov_r)[1] - np.linalg.slogdet(cov_q)[1])
+    return 0.5 * (
+        np.trace(cov_r_inv @ cov_q)
+        + diff @ cov_r_inv @ diff
+        - k
+        + np.linalg.slogdet(cov_r)[1]
+        - np.linalg.slogdet(cov_q)[1]
+    )
 
 
 def _random_gaussian_params(seed, shape):
     rng = np.random.default_rng(seed)
-    return (rng.normal(0.0, 1.0, shape).astype(np.float32),
-            rng.normal(0.0, 0.5, shape).astype(np.float32))
+    return (
+        rng.normal(0.0, 1.0, shape).astype(np.float32),
+        rng.normal(0.0, 0.5, shape).astype(np.float32),
+    )
 
 
 def test_gaussian_kls_against_full_covariance_formula():
@@ -439,11 +473,13 @@ def test_gaussian_kls_against_full_covariance_formula():
     mean_r, logvar_r = _random_gaussian_params(1, shape)
     expected_kl, expected_std = [], []
     for i in range(shape[0]):
-        mq, lq, mr, lr = (a[i].reshape(-1).astype(np.float64)
-                          for a in (mean_q, logvar_q, mean_r, logvar_r))
+        mq, lq, mr, lr = (
+            a[i].reshape(-1).astype(np.float64) for a in (mean_q, logvar_q, mean_r, logvar_r)
+        )
         expected_kl.append(_kl_full_covariance(mq, np.diag(np.exp(lq)), mr, np.diag(np.exp(lr))))
-        expected_std.append(_kl_full_covariance(mq, np.diag(np.exp(lq)), np.zeros_like(mq),
-                                                np.eye(mq.size)))
+        expected_std.append(
+            _kl_full_covariance(mq, np.diag(np.exp(lq)), np.zeros_like(mq), np.eye(mq.size))
+        )
     got = _value(losses.gaussian_kl, mean_q, logvar_q, mean_r, logvar_r)
     got_std = _value(losses.gaussian_kl_standard_normal, mean_q, logvar_q)
     assert got == pytest.approx(np.mean(expected_kl), rel=1e-5)
@@ -451,11 +487,14 @@ def test_gaussian_kls_against_full_covariance_formula():
     # KL to N(0, I) is the special case μ_r = 0, ℓ_r = 0, with arrays or scalars.
     zeros = np.zeros(shape, np.float32)
     assert _value(losses.gaussian_kl, mean_q, logvar_q, zeros, zeros) == pytest.approx(
-        got_std, rel=1e-6)
+        got_std, rel=1e-6
+    )
     assert _value(losses.gaussian_kl, mean_q, logvar_q, 0.0, 0.0) == pytest.approx(
-        got_std, rel=1e-6)
+        got_std, rel=1e-6
+    )
     assert _value(losses.gaussian_kl, mean_q, logvar_q, mean_q, logvar_q) == pytest.approx(
-        0.0, abs=1e-6)
+        0.0, abs=1e-6
+    )
 
 
 def test_gaussian_kls_against_monte_carlo():
@@ -470,9 +509,11 @@ def test_gaussian_kls_against_monte_carlo():
     mc_kl = np.mean(np.sum(log_q - log_r, axis=-1))  # sum over dims, mean over samples & batch
     mc_std = np.mean(np.sum(log_q - stats.norm.logpdf(z), axis=-1))
     assert _value(losses.gaussian_kl, mean_q, logvar_q, mean_r, logvar_r) == pytest.approx(
-        mc_kl, rel=0.02)
+        mc_kl, rel=0.02
+    )
     assert _value(losses.gaussian_kl_standard_normal, mean_q, logvar_q) == pytest.approx(
-        mc_std, rel=0.02)
+        mc_std, rel=0.02
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +570,10 @@ def test_l1_l2_match_numpy():
     assert _value(losses.l1_loss, ja, jb) == pytest.approx(np.mean(np.abs(a - b)), rel=1e-5)
     assert _value(losses.l2_loss, ja, jb) == pytest.approx(np.mean((a - b) ** 2), rel=1e-5)
     assert losses.RECONSTRUCTION_LOSSES == {
-        "l1": losses.l1_loss, "l2": losses.l2_loss, "cosine": losses.cosine_loss}
+        "l1": losses.l1_loss,
+        "l2": losses.l2_loss,
+        "cosine": losses.cosine_loss,
+    }
 
 
 def test_cosine_loss_matches_numpy():
@@ -569,7 +613,8 @@ def _call_every_loss(key):
     out["ci_penalty"] = losses.ci_penalty(t_p)
     out["shuffle_latent"] = losses.shuffle_latent(a, key)
     out["token_ce"] = losses.token_cross_entropy(
-        jnp.zeros((2, 3, 5)), jnp.array([[0, 1, 2], [3, 4, 1]]), 1)
+        jnp.zeros((2, 3, 5)), jnp.array([[0, 1, 2], [3, 4, 1]]), 1
+    )
     out["kl_std"] = losses.gaussian_kl_standard_normal(a, b)
     out["kl"] = losses.gaussian_kl(a, b, b, a)
     return out
@@ -586,8 +631,9 @@ def test_every_loss_is_jit_compilable():
     expected = {
         "objective_js": _js_smoothed_numpy(t_p, t_q, 1.0),
         "js_smoothed": _js_smoothed_numpy(t_p, t_q, 0.9),
-        "objective_dv": (t_p.mean() - t_q.mean() - np.log(np.mean(np.exp(-t_p)))
-                         - np.log(np.mean(np.exp(t_q)))),
+        "objective_dv": (
+            t_p.mean() - t_q.mean() - np.log(np.mean(np.exp(-t_p))) - np.log(np.mean(np.exp(t_q)))
+        ),
         "objective_njw": t_p.mean() - t_q.mean() - np.exp(-t_p).mean() - np.exp(t_q).mean() + 2,
         "objective_lc": 1 - 2 * np.mean(_sigmoid(-t_p) ** 2) - 2 * np.mean(_sigmoid(t_q) ** 2),
         "plugin_symmetric_kl": t_p.mean() - t_q.mean(),
@@ -599,11 +645,13 @@ def test_every_loss_is_jit_compilable():
         "ci_penalty": t_p.mean(),
         "token_ce": math.log(5.0),
         "kl_std": np.mean(np.sum(0.5 * (-1 - b + a**2 + np.exp(b)), axis=(1, 2))),
-        "kl": np.mean(np.sum(0.5 * (-1 - b + a + ((a - b) ** 2 + np.exp(b)) / np.exp(a)),
-                             axis=(1, 2))),
+        "kl": np.mean(
+            np.sum(0.5 * (-1 - b + a + ((a - b) ** 2 + np.exp(b)) / np.exp(a)), axis=(1, 2))
+        ),
     }
     for name, value in expected.items():
         np.testing.assert_allclose(out[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
     assert 0.0 <= float(out["rec_cosine"]) <= 2.0
     assert sorted(map(tuple, np.asarray(out["shuffle_latent"]).reshape(3, -1))) == sorted(
-        map(tuple, a.reshape(3, -1)))
+        map(tuple, a.reshape(3, -1))
+    )

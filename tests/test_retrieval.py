@@ -1,4 +1,5 @@
 """Retrieval metrics against an independent brute-force NumPy implementation."""
+
 import numpy as np
 import pytest
 
@@ -62,7 +63,9 @@ def tied_integer_problem():
     base_labels = rng.integers(0, 4, 60)
     dup = rng.integers(0, 60, 40)
     gallery = np.concatenate([base, base[dup]])
-    gallery_labels = np.concatenate([base_labels, rng.integers(0, 4, 40)])  # duplicates may differ in label
+    gallery_labels = np.concatenate(
+        [base_labels, rng.integers(0, 4, 40)]
+    )  # duplicates may differ in label
     perm = rng.permutation(len(gallery))
     gallery, gallery_labels = gallery[perm], gallery_labels[perm]
     queries = np.concatenate([rng.integers(-20, 21, size=(20, 5)), gallery[:5]])
@@ -79,8 +82,15 @@ def test_matches_brute_force(problem, metric):
     ks = (1, 5, 10, len(gallery))
     expected = brute_force(queries, gallery, query_labels, gallery_labels, ks, metric)
     for chunk_size in (1, 7, 1024):
-        got = retrieval_metrics(queries, gallery, query_labels, gallery_labels, ks=ks,
-                                metric=metric, chunk_size=chunk_size)
+        got = retrieval_metrics(
+            queries,
+            gallery,
+            query_labels,
+            gallery_labels,
+            ks=ks,
+            metric=metric,
+            chunk_size=chunk_size,
+        )
         assert set(got) == set(expected)
         for key in expected:
             assert got[key] == pytest.approx(expected[key], abs=1e-5), (key, chunk_size)
@@ -107,7 +117,9 @@ def test_hand_computed_example():
     gallery_labels = np.array([0, 1, 0, 1, 1])
     queries = np.array([[0.0], [0.0]])
     query_labels = np.array([1, 7])
-    got = retrieval_metrics(queries, gallery, query_labels, gallery_labels, ks=(2, 5), metric="euclidean")
+    got = retrieval_metrics(
+        queries, gallery, query_labels, gallery_labels, ks=(2, 5), metric="euclidean"
+    )
     assert got["mAP@all"] == pytest.approx(1.6 / 3)
     assert got["mAP@all_interp"] == pytest.approx(0.6)
     assert got["P@2"] == pytest.approx(0.25)

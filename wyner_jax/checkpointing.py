@@ -14,77 +14,96 @@ from absl import logging
 
 
 class Checkpointer:
-  """An async ``ocp.CheckpointManager`` keeping the last ``keep`` checkpoints of a run."""
+    """An async ``ocp.CheckpointManager`` keeping the last ``keep`` checkpoints of a run."""
 
-  def __init__(self, directory: str, keep: int = 3, async_save: bool = True,
-               fingerprint: dict | None = None):
-    self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
-        cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                         item_names=("state", "meta"))
-    self.fingerprint = fingerprint or {}
+    def __init__(
+        self,
+        directory: str,
+        keep: int = 3,
+        async_save: bool = True,
+        fingerprint: dict | None = None,
+    ):
+        self.directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep,
+            create=True,
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True,
+        )
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "meta")
+        )
+        self.fingerprint = fingerprint or {}
 
-  def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
 
-  def all_steps(self) -> list[int]:
-    return sorted(self.manager.all_steps())
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
 
-  def save(self, step: int, state, force: bool = False) -> bool:
-    """Starts an async save of ``state`` at ``step`` (returns at once)."""
-    return self.manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                      meta=ocp.args.JsonSave(dict(self.fingerprint,
-                                                                  step=int(step)))),
-        force=force)
+    def save(self, step: int, state, force: bool = False) -> bool:
+        """Starts an async save of ``state`` at ``step`` (returns at once)."""
+        return self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                meta=ocp.args.JsonSave(dict(self.fingerprint, step=int(step))),
+            ),
+            force=force,
+        )
 
-  def wait(self) -> None:
-    """Blocks until every pending save is committed to disk."""
-    self.manager.wait_until_finished()
+    def wait(self) -> None:
+        """Blocks until every pending save is committed to disk."""
+        self.manager.wait_until_finished()
 
-  def restore(self, target_state, step: int | None = None):
-    """Restores into the structure, dtypes and shardings of ``target_state``.
+    def restore(self, target_state, step: int | None = None):
+        """Restores into the structure, dtypes and shardings of ``target_state``.
 
-    Without ``step``, tries the checkpoints from the newest down: one that cannot be read
-    (truncated or missing files) is reported and skipped, so a crash during a save costs at
-    most the steps since the previous checkpoint. Returns (state, step) or (None, None)
-    when there is no checkpoint.
-    """
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_state)
-    steps = [step] if step is not None else list(reversed(self.all_steps()))
-    for s in steps:
-      try:
-        meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        meta = meta["meta"]
-      except Exception as e:  # noqa: BLE001 - any read failure means "damaged"
-        meta = None
-        error = e
-      if meta is not None:
-        # Checked before the arrays: a checkpoint of another config must stop the run,
-        # not be mistaken for a damaged one (which would restart training over it).
-        self._check_fingerprint(meta, s)
-        try:
-          restored = self.manager.restore(
-              s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-          return restored["state"], s
-        except Exception as e:  # noqa: BLE001
-          error = e
-      if step is not None:
-        raise error
-      logging.warning("Checkpoint %s/%d cannot be read (%s: %s); falling back to the "
-                      "previous one.", self.directory, s, type(error).__name__, error)
-    return None, None
+        Without ``step``, tries the checkpoints from the newest down: one that cannot be read
+        (truncated or missing files) is reported and skipped, so a crash during a save costs at
+        most the steps since the previous checkpoint. Returns (state, step) or (None, None)
+        when there is no checkpoint.
+        """
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_state)
+        steps = [step] if step is not None else list(reversed(self.all_steps()))
+        for s in steps:
+            try:
+                meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+                meta = meta["meta"]
+            except Exception as e:  # noqa: BLE001 - any read failure means "damaged"
+                meta = None
+                error = e
+            if meta is not None:
+                # Checked before the arrays: a checkpoint of another config must stop the run,
+                # not be mistaken for a damaged one (which would restart training over it).
+                self._check_fingerprint(meta, s)
+                try:
+                    restored = self.manager.restore(
+                        s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+                    )
+                    return restored["state"], s
+                except Exception as e:  # noqa: BLE001
+                    error = e
+            if step is not None:
+                raise error
+            logging.warning(
+                "Checkpoint %s/%d cannot be read (%s: %s); falling back to the " "previous one.",
+                self.directory,
+                s,
+                type(error).__name__,
+                error,
+            )
+        return None, None
 
-  def _check_fingerprint(self, meta, step) -> None:
-    for key, value in self.fingerprint.items():
-      if key in meta and meta[key] != value:
-        raise ValueError(
-            f"The checkpoint {self.directory}/{step} was written with {key}={meta[key]!r} "
-            f"but this run has {key}={value!r}; use a fresh --workdir for a different "
-            "configuration, or restore with the config it was trained with.")
+    def _check_fingerprint(self, meta, step) -> None:
+        for key, value in self.fingerprint.items():
+            if key in meta and meta[key] != value:
+                raise ValueError(
+                    f"The checkpoint {self.directory}/{step} was written with {key}={meta[key]!r} "
+                    f"but this run has {key}={value!r}; use a fresh --workdir for a different "
+                    "configuration, or restore with the config it was trained with."
+                )
 
-  def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

@@ -85,14 +85,15 @@ def js_objective(t_p: jax.Array, t_q: jax.Array, label_smoothing: float = 1.0) -
     if not 0.0 < a <= 1.0:
         raise ValueError(
             f"js_objective: label_smoothing must lie in (0, 1], got {label_smoothing!r}; "
-            "use 1.0 for no smoothing.")
+            "use 1.0 for no smoothing."
+        )
     const = 2.0 * _binary_entropy(a / 2.0)
     if a == 1.0:
-        return (jnp.mean(jax.nn.log_sigmoid(t_p)) + jnp.mean(jax.nn.log_sigmoid(-t_q))
-                + const)
+        return jnp.mean(jax.nn.log_sigmoid(t_p)) + jnp.mean(jax.nn.log_sigmoid(-t_q)) + const
     # log(a σ(T)) = log a + log σ(T); 1 - a σ(T) >= 1 - a > 0, so log1p is safe.
-    p_term = (a * (math.log(a) + jax.nn.log_sigmoid(t_p))
-              + (1.0 - a) * jnp.log1p(-a * jax.nn.sigmoid(t_p)))
+    p_term = a * (math.log(a) + jax.nn.log_sigmoid(t_p)) + (1.0 - a) * jnp.log1p(
+        -a * jax.nn.sigmoid(t_p)
+    )
     q_term = jnp.log1p(-a * jax.nn.sigmoid(t_q))
     return jnp.mean(p_term) + jnp.mean(q_term) + const
 
@@ -107,8 +108,7 @@ def dv_objective(t_p: jax.Array, t_q: jax.Array) -> jax.Array:
     c (J is shift-invariant), where it equals the symmetric KL KL(P‖Q) + KL(Q‖P).
     The log-means are computed as logsumexp - log n.
     """
-    return (jnp.mean(t_p) - jnp.mean(t_q)
-            - _log_mean_exp(-t_p) - _log_mean_exp(t_q))
+    return jnp.mean(t_p) - jnp.mean(t_q) - _log_mean_exp(-t_p) - _log_mean_exp(t_q)
 
 
 def njw_objective(t_p: jax.Array, t_q: jax.Array) -> jax.Array:
@@ -123,8 +123,7 @@ def njw_objective(t_p: jax.Array, t_q: jax.Array) -> jax.Array:
     KL(P‖Q) + KL(Q‖P) (E_P e^{-T} = E_Q e^T = 1 there).
     Means over P and Q are taken separately, so unequal batch sizes are handled.
     """
-    return (jnp.mean(t_p) - jnp.mean(t_q)
-            - jnp.mean(jnp.exp(-t_p)) - jnp.mean(jnp.exp(t_q)) + 2.0)
+    return jnp.mean(t_p) - jnp.mean(t_q) - jnp.mean(jnp.exp(-t_p)) - jnp.mean(jnp.exp(t_q)) + 2.0
 
 
 def lc_objective(t_p: jax.Array, t_q: jax.Array) -> jax.Array:
@@ -143,8 +142,11 @@ def lc_objective(t_p: jax.Array, t_q: jax.Array) -> jax.Array:
     reference formula evaluated at -T), so that all four objectives share the optimum
     T = log P/Q. The optimal value is the same.
     """
-    return (1.0 - 2.0 * jnp.mean(jnp.square(jax.nn.sigmoid(-t_p)))
-            - 2.0 * jnp.mean(jnp.square(jax.nn.sigmoid(t_q))))
+    return (
+        1.0
+        - 2.0 * jnp.mean(jnp.square(jax.nn.sigmoid(-t_p)))
+        - 2.0 * jnp.mean(jnp.square(jax.nn.sigmoid(t_q)))
+    )
 
 
 DENSITY_RATIO_OBJECTIVES = {
@@ -310,14 +312,19 @@ def gaussian_kl_standard_normal(mean: jax.Array, logvar: jax.Array) -> jax.Array
     return _sum_trailing_mean_batch(per_dim)
 
 
-def gaussian_kl(mean_q: jax.Array, logvar_q: jax.Array,
-                mean_r: jax.Array, logvar_r: jax.Array) -> jax.Array:
+def gaussian_kl(
+    mean_q: jax.Array, logvar_q: jax.Array, mean_r: jax.Array, logvar_r: jax.Array
+) -> jax.Array:
     """KL(N(μ_q, diag e^{ℓ_q}) ‖ N(μ_r, diag e^{ℓ_r})): IIAE's KL_rx, KL_ry (`iiae.md` §2 item 3).
 
     Each dimension contributes 0.5(-1 - ℓ_q + ℓ_r + ((μ_q - μ_r)² + e^{ℓ_q}) / e^{ℓ_r}); the sum
     is over all trailing dims and the mean over the batch axis 0. Gradients flow into both
     arguments. `gaussian_kl(μ, ℓ, 0, 0)` equals `gaussian_kl_standard_normal(μ, ℓ)`.
     """
-    per_dim = 0.5 * (-1.0 - logvar_q + logvar_r
-                     + (jnp.square(mean_q - mean_r) + jnp.exp(logvar_q)) * jnp.exp(-logvar_r))
+    per_dim = 0.5 * (
+        -1.0
+        - logvar_q
+        + logvar_r
+        + (jnp.square(mean_q - mean_r) + jnp.exp(logvar_q)) * jnp.exp(-logvar_r)
+    )
     return _sum_trailing_mean_batch(per_dim)

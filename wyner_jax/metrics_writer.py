@@ -12,81 +12,84 @@ import numpy as np
 
 
 def write_json_atomic(path: str, obj) -> None:
-  """Writes JSON to ``path`` through a temporary file, so readers never see half a file."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+    """Writes JSON to ``path`` through a temporary file, so readers never see half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 class MetricsWriter:
-  """TensorBoard (tensorboardX, no TensorFlow needed) plus a JSON-lines log."""
+    """TensorBoard (tensorboardX, no TensorFlow needed) plus a JSON-lines log."""
 
-  def __init__(self, workdir: str, enabled: bool = True):
-    self.enabled = enabled
-    self._tb = None
-    self._jsonl = None
-    if enabled:
-      from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"), flush_secs=30)
-      self._jsonl = open(os.path.join(workdir, "train_metrics.jsonl"), "a")
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        self._tb = None
+        self._jsonl = None
+        if enabled:
+            from tensorboardX import SummaryWriter
 
-  def scalars(self, step: int, values: dict[str, float]) -> None:
-    if not self.enabled:
-      return
-    for k, v in values.items():
-      self._tb.add_scalar(k, float(v), step)
-    record = {"step": int(step), **{k: _json_number(v) for k, v in values.items()}}
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
+            self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"), flush_secs=30)
+            self._jsonl = open(os.path.join(workdir, "train_metrics.jsonl"), "a")
 
-  def image(self, step: int, tag: str, image_hwc_uint8: np.ndarray) -> None:
-    if self.enabled:
-      self._tb.add_image(tag, image_hwc_uint8, step, dataformats="HWC")
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        for k, v in values.items():
+            self._tb.add_scalar(k, float(v), step)
+        record = {"step": int(step), **{k: _json_number(v) for k, v in values.items()}}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
 
-  def flush(self) -> None:
-    if self.enabled:
-      self._tb.flush()
+    def image(self, step: int, tag: str, image_hwc_uint8: np.ndarray) -> None:
+        if self.enabled:
+            self._tb.add_image(tag, image_hwc_uint8, step, dataformats="HWC")
 
-  def close(self) -> None:
-    if self.enabled:
-      self._tb.close()
-      self._jsonl.close()
+    def flush(self) -> None:
+        if self.enabled:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._tb.close()
+            self._jsonl.close()
 
 
 def _json_number(v):
-  v = float(v)
-  return v if math.isfinite(v) else str(v)
+    v = float(v)
+    return v if math.isfinite(v) else str(v)
 
 
 class Progress:
-  """Formats 'step 400/2000 (20%) | 12.3 steps/s | ETA 2m10s | loss ...'."""
+    """Formats 'step 400/2000 (20%) | 12.3 steps/s | ETA 2m10s | loss ...'."""
 
-  def __init__(self, start_step: int, total_steps: int):
-    self.total = total_steps
-    self.last_step = start_step
-    self.last_time = time.perf_counter()
+    def __init__(self, start_step: int, total_steps: int):
+        self.total = total_steps
+        self.last_step = start_step
+        self.last_time = time.perf_counter()
 
-  def line(self, step: int, values: dict[str, float], keys: tuple[str, ...]) -> str:
-    now = time.perf_counter()
-    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    self.last_step, self.last_time = step, now
-    eta = (self.total - step) / rate if rate > 0 else float("inf")
-    shown = " ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
-    return (f"step {step}/{self.total} ({100 * step / self.total:.0f}%) | {rate:.2f} steps/s | "
-            f"ETA {_duration(eta)} | {shown}")
+    def line(self, step: int, values: dict[str, float], keys: tuple[str, ...]) -> str:
+        now = time.perf_counter()
+        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_step, self.last_time = step, now
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        shown = " ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
+        return (
+            f"step {step}/{self.total} ({100 * step / self.total:.0f}%) | {rate:.2f} steps/s | "
+            f"ETA {_duration(eta)} | {shown}"
+        )
 
 
 def _duration(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return "?"
-  seconds = int(seconds)
-  h, rem = divmod(seconds, 3600)
-  m, s = divmod(rem, 60)
-  return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 def log_progress(message: str) -> None:
-  """Prints a progress line or table to stdout (absl logging goes to stderr)."""
-  print(message, flush=True)
+    """Prints a progress line or table to stdout (absl logging goes to stderr)."""
+    print(message, flush=True)

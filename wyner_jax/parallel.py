@@ -21,65 +21,87 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed(coordinator_address: str | None = None,
-                                 num_processes: int | None = None,
-                                 process_id: int | None = None) -> None:
-  """Calls ``jax.distributed.initialize`` when launched as several processes.
+def maybe_initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+    """Calls ``jax.distributed.initialize`` when launched as several processes.
 
-  Explicit arguments win; otherwise JAX's own environment detection is used (TPU pods,
-  SLURM, Open MPI) when one of the usual variables is set. A single process does nothing.
-  """
-  if coordinator_address or (num_processes or 0) > 1:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
-  elif any(v in os.environ for v in ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS",
-                                     "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")):
-    jax.distributed.initialize()
-  if jax.process_count() > 1:
-    logging.info("Process %d of %d, %d local / %d global devices.", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count())
+    Explicit arguments win; otherwise JAX's own environment detection is used (TPU pods,
+    SLURM, Open MPI) when one of the usual variables is set. A single process does nothing.
+    """
+    if coordinator_address or (num_processes or 0) > 1:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+    elif any(
+        v in os.environ
+        for v in (
+            "JAX_COORDINATOR_ADDRESS",
+            "SLURM_NTASKS",
+            "OMPI_COMM_WORLD_SIZE",
+            "TPU_WORKER_HOSTNAMES",
+        )
+    ):
+        jax.distributed.initialize()
+    if jax.process_count() > 1:
+        logging.info(
+            "Process %d of %d, %d local / %d global devices.",
+            jax.process_index(),
+            jax.process_count(),
+            jax.local_device_count(),
+            jax.device_count(),
+        )
 
 
 def make_mesh(devices=None) -> Mesh:
-  """A 1-D ``('data',)`` mesh over ``devices`` (default: every device of every process)."""
-  devices = jax.devices() if devices is None else list(devices)
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
+    """A 1-D ``('data',)`` mesh over ``devices`` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
+    return NamedSharding(mesh, P())
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(DATA_AXIS))
+    return NamedSharding(mesh, P(DATA_AXIS))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, what: str = "config.train.batch_size") -> None:
-  """The global batch must split evenly over the devices (and over the processes)."""
-  n = mesh.devices.size
-  if batch_size % n:
-    lower, upper = (batch_size // n) * n, (batch_size // n + 1) * n
-    raise ValueError(
-        f"{what} = {batch_size} does not divide over the {n} devices of the mesh; use a "
-        f"multiple of {n}, e.g. {what.split('.')[-1]}={upper}"
-        + (f" or {lower}" if lower else "") + ".")
+    """The global batch must split evenly over the devices (and over the processes)."""
+    n = mesh.devices.size
+    if batch_size % n:
+        lower, upper = (batch_size // n) * n, (batch_size // n + 1) * n
+        raise ValueError(
+            f"{what} = {batch_size} does not divide over the {n} devices of the mesh; use a "
+            f"multiple of {n}, e.g. {what.split('.')[-1]}={upper}"
+            + (f" or {lower}" if lower else "")
+            + "."
+        )
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Builds global arrays sharded over ``'data'`` from this process's rows of the batch."""
-  sharding = batch_sharded(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local_batch.items()}
+    """Builds global arrays sharded over ``'data'`` from this process's rows of the batch."""
+    sharding = batch_sharded(mesh)
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+        for k, v in local_batch.items()
+    }
 
 
 def replicate(tree, mesh: Mesh):
-  """Places a host pytree on every device of the mesh (fully replicated)."""
-  sharding = replicated(mesh)
-  return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), tree)
+    """Places a host pytree on every device of the mesh (fully replicated)."""
+    sharding = replicated(mesh)
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), tree)
 
 
 def compile_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
-  """``jit(step_fn)`` with the state replicated and donated and the batch sharded."""
-  rep, sharded = replicated(mesh), batch_sharded(mesh)
-  return jax.jit(step_fn, in_shardings=(rep, sharded), out_shardings=(rep, rep),
-                 donate_argnums=(0,))
+    """``jit(step_fn)`` with the state replicated and donated and the batch sharded."""
+    rep, sharded = replicated(mesh), batch_sharded(mesh)
+    return jax.jit(
+        step_fn, in_shardings=(rep, sharded), out_shardings=(rep, rep), donate_argnums=(0,)
+    )

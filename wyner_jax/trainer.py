@@ -1,8 +1,8 @@
 """The training loop, shared by every model (flax examples/imagenet style: flat functions).
 
-    config ──> data.build ──> global batches (sharded over 'data')
-           ──> model.train_step (D update, G update, EMA; one jit over the mesh)
-           ──> metrics writer, Orbax checkpoints ──> evaluation (EMA weights) ──> metrics.json
+config ──> data.build ──> global batches (sharded over 'data')
+       ──> model.train_step (D update, G update, EMA; one jit over the mesh)
+       ──> metrics writer, Orbax checkpoints ──> evaluation (EMA weights) ──> metrics.json
 """
 
 from __future__ import annotations
@@ -25,133 +25,146 @@ PROGRESS_KEYS = ("disc/total", "gen/total", "gen/var_ci", "loss/total")
 
 
 def prepare_workdir(workdir: str, config) -> None:
-  """Creates ``workdir`` and writes the resolved config; fails early if it is not writable."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise ValueError(
-        f"Cannot write to --workdir={workdir!r} ({e.strerror}); pass a directory you can "
-        "write to.") from e
-  if jax.process_index() == 0:
-    write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+    """Creates ``workdir`` and writes the resolved config; fails early if it is not writable."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(
+            f"Cannot write to --workdir={workdir!r} ({e.strerror}); pass a directory you can "
+            "write to."
+        ) from e
+    if jax.process_index() == 0:
+        write_json_atomic(
+            os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort())
+        )
 
 
 def fingerprint(config, dataset, state) -> dict:
-  """What a checkpoint must agree with to be restored into this run: the model, the data,
-  and a digest of the state's structure (every parameter's path and shape), so that a
-  checkpoint of an incompatible config is refused rather than mistaken for a damaged one."""
-  shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), state)
-  digest = hashlib.sha256(str(jax.tree_util.tree_flatten_with_path(shapes)[0]).encode())
-  return {"model": config.model.name, "data": config.data.name,
-          "x_shape": list(dataset.x_shape), "y_shape": list(dataset.y_shape),
-          "state_structure": digest.hexdigest()[:16]}
+    """What a checkpoint must agree with to be restored into this run: the model, the data,
+    and a digest of the state's structure (every parameter's path and shape), so that a
+    checkpoint of an incompatible config is refused rather than mistaken for a damaged one."""
+    shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), state)
+    digest = hashlib.sha256(str(jax.tree_util.tree_flatten_with_path(shapes)[0]).encode())
+    return {
+        "model": config.model.name,
+        "data": config.data.name,
+        "x_shape": list(dataset.x_shape),
+        "y_shape": list(dataset.y_shape),
+        "state_structure": digest.hexdigest()[:16],
+    }
 
 
 def create_state(model, config, dataset, mesh):
-  """Initialises the model state, replicated over the mesh."""
-  batch = dataset.train_batch(0, config.train.batch_size, config.seed)
-  init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
-  return init(jax.random.PRNGKey(config.seed), {k: jnp.asarray(v) for k, v in batch.items()})
+    """Initialises the model state, replicated over the mesh."""
+    batch = dataset.train_batch(0, config.train.batch_size, config.seed)
+    init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
+    return init(jax.random.PRNGKey(config.seed), {k: jnp.asarray(v) for k, v in batch.items()})
 
 
 def check_finite(step: int, metrics: dict[str, float]) -> None:
-  bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
-  if bad:
-    raise FloatingPointError(
-        f"Non-finite loss at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)}. "
-        "The state of this step is not saved; the latest checkpoint is the last good one. "
-        "Lower the learning rates or check the input data for NaN/Inf.")
+    bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
+    if bad:
+        raise FloatingPointError(
+            f"Non-finite loss at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)}. "
+            "The state of this step is not saved; the latest checkpoint is the last good one. "
+            "Lower the learning rates or check the input data for NaN/Inf."
+        )
 
 
 def train(config, workdir: str, dataset=None, mesh=None, model=None):
-  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
+    """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
 
-  Returns (model, state, dataset, mesh) for evaluation.
-  """
-  # Everything that can reject the config runs before anything is written to workdir.
-  mesh = mesh if mesh is not None else parallel.make_mesh()
-  parallel.check_batch_size(config.train.batch_size, mesh)
-  dataset = dataset if dataset is not None else data.build(config.data)
-  model = model if model is not None else build_model(config, dataset)
-  prepare_workdir(workdir, config)
-  is_chief = jax.process_index() == 0
+    Returns (model, state, dataset, mesh) for evaluation.
+    """
+    # Everything that can reject the config runs before anything is written to workdir.
+    mesh = mesh if mesh is not None else parallel.make_mesh()
+    parallel.check_batch_size(config.train.batch_size, mesh)
+    dataset = dataset if dataset is not None else data.build(config.data)
+    model = model if model is not None else build_model(config, dataset)
+    prepare_workdir(workdir, config)
+    is_chief = jax.process_index() == 0
 
-  state = create_state(model, config, dataset, mesh)
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                    keep=config.train.keep_checkpoints,
-                                    fingerprint=fingerprint(config, dataset, state))
-  restored, restored_step = ckpt.restore(state)
-  if restored is not None:
-    state = restored
-    log_progress(f"Resumed from {ckpt.directory}/{restored_step}.")
-  start = int(jax.device_get(state.step))
-  total = int(config.train.num_steps)
+    state = create_state(model, config, dataset, mesh)
+    ckpt = checkpointing.Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        keep=config.train.keep_checkpoints,
+        fingerprint=fingerprint(config, dataset, state),
+    )
+    restored, restored_step = ckpt.restore(state)
+    if restored is not None:
+        state = restored
+        log_progress(f"Resumed from {ckpt.directory}/{restored_step}.")
+    start = int(jax.device_get(state.step))
+    total = int(config.train.num_steps)
 
-  step_fn = parallel.compile_train_step(model.train_step, mesh)
-  writer = MetricsWriter(workdir, enabled=is_chief)
-  progress = Progress(start, total)
-  B, seed = config.train.batch_size, config.seed
-  pi, pc = jax.process_index(), jax.process_count()
-  log_every, ckpt_every = config.train.log_every, config.train.checkpoint_every
-  image_every = config.train.image_every
-  try:
-    for step in range(start, total):
-      batch = parallel.global_batch(dataset.train_batch(step, B, seed, pi, pc), mesh)
-      state, metrics = step_fn(state, batch)
-      done = step + 1
-      if done % log_every == 0 or done % ckpt_every == 0 or done == total:
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        check_finite(done, values)
-        writer.scalars(done, values)
-        if is_chief and (done % log_every == 0 or done == total):
-          log_progress(progress.line(done, values, PROGRESS_KEYS))
-      if image_every > 0 and (done % image_every == 0) and is_chief:
-        from wyner_jax.evaluation import runner
-        runner.log_image_grids(model, state, dataset, config, writer, done)
-      if done % ckpt_every == 0 or done == total:
-        ckpt.save(done, state)
-  finally:
-    ckpt.wait()
-    writer.close()
-  ckpt.close()
-  return model, state, dataset, mesh
+    step_fn = parallel.compile_train_step(model.train_step, mesh)
+    writer = MetricsWriter(workdir, enabled=is_chief)
+    progress = Progress(start, total)
+    B, seed = config.train.batch_size, config.seed
+    pi, pc = jax.process_index(), jax.process_count()
+    log_every, ckpt_every = config.train.log_every, config.train.checkpoint_every
+    image_every = config.train.image_every
+    try:
+        for step in range(start, total):
+            batch = parallel.global_batch(dataset.train_batch(step, B, seed, pi, pc), mesh)
+            state, metrics = step_fn(state, batch)
+            done = step + 1
+            if done % log_every == 0 or done % ckpt_every == 0 or done == total:
+                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                check_finite(done, values)
+                writer.scalars(done, values)
+                if is_chief and (done % log_every == 0 or done == total):
+                    log_progress(progress.line(done, values, PROGRESS_KEYS))
+            if image_every > 0 and (done % image_every == 0) and is_chief:
+                from wyner_jax.evaluation import runner
+
+                runner.log_image_grids(model, state, dataset, config, writer, done)
+            if done % ckpt_every == 0 or done == total:
+                ckpt.save(done, state)
+    finally:
+        ckpt.wait()
+        writer.close()
+    ckpt.close()
+    return model, state, dataset, mesh
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
-  """Trains, then evaluates the EMA generator; writes metrics.json and figures/."""
-  model, state, dataset, mesh = train(config, workdir)
-  if not config.train.evaluate_at_end:
-    return {}
-  from wyner_jax.evaluation import runner
-  return runner.evaluate_and_write(model, state, dataset, config, workdir)
+    """Trains, then evaluates the EMA generator; writes metrics.json and figures/."""
+    model, state, dataset, mesh = train(config, workdir)
+    if not config.train.evaluate_at_end:
+        return {}
+    from wyner_jax.evaluation import runner
+
+    return runner.evaluate_and_write(model, state, dataset, config, workdir)
 
 
 def restore_for_eval(config, workdir: str):
-  """Restores the latest checkpoint of ``workdir`` (for eval.py)."""
-  dataset = data.build(config.data)
-  mesh = parallel.make_mesh()
-  model = build_model(config, dataset)
-  state = create_state(model, config, dataset, mesh)
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(
-        f"No checkpoints in {directory}; train first with "
-        f"`python train.py --config=... --workdir={workdir}`.")
-  ckpt = checkpointing.Checkpointer(directory, fingerprint=fingerprint(config, dataset, state))
-  restored, step = ckpt.restore(state)
-  ckpt.close()
-  if restored is None:
-    raise FileNotFoundError(f"No readable checkpoint in {directory}.")
-  logging.info("Restored %s/%d", directory, step)
-  return model, restored, dataset, mesh
+    """Restores the latest checkpoint of ``workdir`` (for eval.py)."""
+    dataset = data.build(config.data)
+    mesh = parallel.make_mesh()
+    model = build_model(config, dataset)
+    state = create_state(model, config, dataset, mesh)
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"No checkpoints in {directory}; train first with "
+            f"`python train.py --config=... --workdir={workdir}`."
+        )
+    ckpt = checkpointing.Checkpointer(directory, fingerprint=fingerprint(config, dataset, state))
+    restored, step = ckpt.restore(state)
+    ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(f"No readable checkpoint in {directory}.")
+    logging.info("Restored %s/%d", directory, step)
+    return model, restored, dataset, mesh
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
-  model, state, dataset, _ = restore_for_eval(config, workdir)
-  from wyner_jax.evaluation import runner
-  return runner.evaluate_and_write(model, state, dataset, config, workdir)
+    model, state, dataset, _ = restore_for_eval(config, workdir)
+    from wyner_jax.evaluation import runner
 
+    return runner.evaluate_and_write(model, state, dataset, config, workdir)

@@ -3,6 +3,7 @@
 To add a dataset, write a loader returning a `PairedDataset` whose keyword arguments are
 the config keys, and add one line to `REGISTRY`.
 """
+
 from __future__ import annotations
 
 import inspect

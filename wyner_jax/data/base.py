@@ -5,6 +5,7 @@ paper (the "variational" distribution's data part). Everything here is plain Num
 batches are a pure function of (seed, step, batch_size), so training resumes exactly
 from any step and every process of a multi-host job can compute its own slice.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -4,6 +4,7 @@ Uses scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 0..16). D
 is a digit l, domain y a different image of digit (l + 1) mod 10, paired at random within
 each split exactly as the reference's `rand_match_on_idx`.
 """
+
 from __future__ import annotations
 
 import numpy as np

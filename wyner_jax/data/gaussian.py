@@ -4,6 +4,7 @@ Each coordinate pair (x_i, y_i) is jointly standard normal with correlation rho,
 coordinates are independent; the Wyner common information is dim * artanh(|rho|) nats
 (see `wyner_jax.evaluation.gaussian`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,9 @@ def _sample(n: int, dim: int, rho: float, rng: np.random.Generator) -> PairedArr
     # y = rho x + sqrt(1 - rho^2) e gives unit variance and corr(x, y) = rho exactly in law.
     y = rho * x + np.sqrt(1.0 - rho**2) * rng.standard_normal((n, dim))
     no_label = np.full((n,), -1, np.int32)
-    return PairedArrays(x=x.astype(np.float32), y=y.astype(np.float32), label_x=no_label, label_y=no_label)
+    return PairedArrays(
+        x=x.astype(np.float32), y=y.astype(np.float32), label_x=no_label, label_y=no_label
+    )
 
 
 def load_gaussian(
@@ -30,7 +33,9 @@ def load_gaussian(
     if not -1.0 <= rho <= 1.0:
         raise ValueError(f"rho is a correlation and must lie in [-1, 1], got {rho}.")
     if dim < 1 or n_train < 1 or n_test < 1:
-        raise ValueError(f"dim, n_train and n_test must be positive, got {dim}, {n_train}, {n_test}.")
+        raise ValueError(
+            f"dim, n_train and n_test must be positive, got {dim}, {n_train}, {n_test}."
+        )
     train = _sample(n_train, dim, rho, np.random.default_rng([seed, 0]))
     test = _sample(n_test, dim, rho, np.random.default_rng([seed, 1]))
     return PairedDataset(

@@ -1,4 +1,5 @@
 """Evaluators: plain functions on arrays (no model code), one module per paper metric."""
+
 from wyner_jax.evaluation.classifier import ClassifierResult, train_image_classifier
 from wyner_jax.evaluation.coherence import add_one, coherence
 from wyner_jax.evaluation.figures import image_grid, save_png, scatter_plot

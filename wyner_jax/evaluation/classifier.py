@@ -5,6 +5,7 @@ the dataset's own unpaired `Domain` images, so any image size >= 8 works and no 
 need to be downloaded. The classifier is only a measuring instrument: it must be accurate
 on real data (>= 0.95 on the digits) so that errors on generated data reflect the model.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -137,9 +138,13 @@ def train_image_classifier(
     train_x = _as_images(domain.train_images, image_shape)
     train_y = np.asarray(domain.train_labels, np.int32)
     if min(train_x.shape[1:3]) < 8:
-        raise ValueError(f"Images must be at least 8x8, got {train_x.shape[1:3]}; upsample them first.")
+        raise ValueError(
+            f"Images must be at least 8x8, got {train_x.shape[1:3]}; upsample them first."
+        )
     if train_y.min() < 0 or train_y.max() >= num_classes:
-        raise ValueError(f"Labels must lie in [0, {num_classes}), got [{train_y.min()}, {train_y.max()}].")
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes}), got [{train_y.min()}, {train_y.max()}]."
+        )
     batch_size = min(batch_size, len(train_x))
 
     model = SmallCNN(num_classes)
@@ -149,14 +154,17 @@ def train_image_classifier(
     rng = np.random.default_rng(seed)
     per_epoch = len(train_x) // batch_size
     n_epochs = -(-steps // per_epoch)
-    order = np.concatenate([rng.permutation(len(train_x))[: per_epoch * batch_size] for _ in range(n_epochs)])
+    order = np.concatenate(
+        [rng.permutation(len(train_x))[: per_epoch * batch_size] for _ in range(n_epochs)]
+    )
     batch_idx = order[: steps * batch_size].reshape(steps, batch_size)
 
     # A Python loop over a jitted step, not one `lax.scan`: XLA:CPU runs convolutions
     # inside a while loop roughly 30x slower than at top level.
     for idx in batch_idx:
-        params, opt_state = _train_step(params, opt_state, train_x[idx], train_y[idx],
-                                        model=model, learning_rate=learning_rate)
+        params, opt_state = _train_step(
+            params, opt_state, train_x[idx], train_y[idx], model=model, learning_rate=learning_rate
+        )
 
     def apply(images: np.ndarray) -> np.ndarray:
         x = _as_images(images, image_shape)

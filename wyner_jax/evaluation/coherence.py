@@ -1,4 +1,5 @@
 """Label coherence of generated samples (paper §6.2: err_j, err_cx2y, err_cy2x = 1 - coherence)."""
+
 from __future__ import annotations
 
 import numpy as np

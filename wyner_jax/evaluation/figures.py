@@ -1,5 +1,6 @@
 """Figures: sample grids (paper §6.7 sample/reconstruction plots) and scatter plots for
 vector data (the Gaussian toy problem). PNG writes are atomic (temp file + rename)."""
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,9 @@ def save_png(path: str, array: np.ndarray) -> None:
 
     array = np.asarray(array)
     if array.dtype != np.uint8:
-        raise ValueError(f"save_png expects uint8 pixels, got {array.dtype}; convert with image_grid.")
+        raise ValueError(
+            f"save_png expects uint8 pixels, got {array.dtype}; convert with image_grid."
+        )
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]  # PIL writes 2-D arrays as grayscale
     _, tmp = _atomic_target(path)

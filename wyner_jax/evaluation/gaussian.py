@@ -4,12 +4,15 @@ For the Wyner model on this data the ideal conditional generator y ~ p(y | x) ha
 E[y | x] = rho x and Var[y | x] = 1 - rho², and the Wyner common information is
 artanh(|rho|) nats per coordinate pair.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def regression_slope_and_residual_variance(x: np.ndarray, y_generated: np.ndarray) -> tuple[float, float]:
+def regression_slope_and_residual_variance(
+    x: np.ndarray, y_generated: np.ndarray
+) -> tuple[float, float]:
     """Least-squares fit y ≈ a + b x per dimension; returns (mean slope b, mean residual variance).
 
     Used on conditional samples y' ~ p_model(y | x) (paper: x2y generation). The exact
@@ -20,9 +23,13 @@ def regression_slope_and_residual_variance(x: np.ndarray, y_generated: np.ndarra
     y = np.asarray(y_generated, np.float64)
     x, y = x.reshape(len(x), -1), y.reshape(len(y), -1)
     if x.shape != y.shape:
-        raise ValueError(f"x and y_generated must have the same shape, got {x.shape} and {y.shape}.")
+        raise ValueError(
+            f"x and y_generated must have the same shape, got {x.shape} and {y.shape}."
+        )
     if len(x) < 3:
-        raise ValueError(f"Need at least 3 samples to fit a slope and a residual variance, got {len(x)}.")
+        raise ValueError(
+            f"Need at least 3 samples to fit a slope and a residual variance, got {len(x)}."
+        )
     xc, yc = x - x.mean(0), y - y.mean(0)
     var_x = np.mean(xc**2, axis=0)
     if np.any(var_x == 0):

@@ -5,6 +5,7 @@ probabilities* into CrossEntropyLoss (a double softmax). Here the probe gets pro
 and is solved to convergence, so the number measures linear separability of the
 representation rather than the optimiser budget.
 """
+
 from __future__ import annotations
 
 import functools
@@ -46,7 +47,9 @@ def _fit(x, y, l2, tol, num_classes: int, max_iter: int):
     # Backtracking (Armijo) line search: converges as well as the default zoom search on
     # this smooth convex problem and compiles about twice as fast.
     opt = optax.lbfgs(
-        linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=20, store_grad=True)
+        linesearch=optax.scale_by_backtracking_linesearch(
+            max_backtracking_steps=20, store_grad=True
+        )
     )
     value_and_grad = optax.value_and_grad_from_state(objective)
 
@@ -67,8 +70,14 @@ def _fit(x, y, l2, tol, num_classes: int, max_iter: int):
     return params, optax.tree.get(state, "count")
 
 
-def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_classes: int,
-                     l2: float = 1e-4, max_iter: int = 500, tol: float = 1e-4):
+def fit_linear_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    l2: float = 1e-4,
+    max_iter: int = 500,
+    tol: float = 1e-4,
+):
     """Fit W, b minimising mean softmax cross-entropy(x W + b, label) + l2/2 ||W||² by L-BFGS.
 
     Full batch, from zero: the objective is strictly convex for l2 > 0, so the solution is
@@ -77,7 +86,9 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_classes: int,
     """
     x = jnp.asarray(features, jnp.float32)
     y = jnp.asarray(labels, jnp.int32)
-    params, count = _fit(x, y, jnp.float32(l2), jnp.float32(tol), num_classes=num_classes, max_iter=max_iter)
+    params, count = _fit(
+        x, y, jnp.float32(l2), jnp.float32(tol), num_classes=num_classes, max_iter=max_iter
+    )
     return params, int(count)
 
 

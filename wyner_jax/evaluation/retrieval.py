@@ -16,6 +16,7 @@ Conventions (they change numbers slightly, so they are fixed and documented):
   * P@k: share of relevant items among the k nearest, averaged over all queries (a query
     with no relevant item scores 0, which is its true precision).
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,7 +45,9 @@ def pairwise_distances(queries: jax.Array, gallery: jax.Array, metric: str = "co
     q_sq = jnp.sum(queries * queries, axis=1)
     g_sq = jnp.sum(gallery * gallery, axis=1)
     if metric == "cosine":
-        norms = jnp.sqrt(jnp.maximum(q_sq, _EPS))[:, None] * jnp.sqrt(jnp.maximum(g_sq, _EPS))[None, :]
+        norms = (
+            jnp.sqrt(jnp.maximum(q_sq, _EPS))[:, None] * jnp.sqrt(jnp.maximum(g_sq, _EPS))[None, :]
+        )
         return 1.0 - dot / norms
     return jnp.sqrt(jnp.maximum(q_sq[:, None] + g_sq[None, :] - 2.0 * dot, 0.0))
 
@@ -71,7 +74,9 @@ def precision_at_k(ranked_relevance: jax.Array, k: int) -> jax.Array:
     """
     g = ranked_relevance.shape[1]
     if not 1 <= k <= g:
-        raise ValueError(f"k={k} must lie in [1, gallery size {g}]; lower k or enlarge the gallery.")
+        raise ValueError(
+            f"k={k} must lie in [1, gallery size {g}]; lower k or enlarge the gallery."
+        )
     return jnp.sum(ranked_relevance[:, :k], axis=1) / k
 
 
@@ -140,7 +145,9 @@ def retrieval_metrics(
     query_labels = np.asarray(query_labels).astype(np.int32)
     gallery_labels = np.asarray(gallery_labels).astype(np.int32)
     if queries.shape[1] != gallery.shape[1]:
-        raise ValueError(f"queries have {queries.shape[1]} features but the gallery has {gallery.shape[1]}.")
+        raise ValueError(
+            f"queries have {queries.shape[1]} features but the gallery has {gallery.shape[1]}."
+        )
     if len(queries) != len(query_labels) or len(gallery) != len(gallery_labels):
         raise ValueError(
             f"labels must match rows: {len(queries)} queries vs {len(query_labels)} labels, "

@@ -30,8 +30,10 @@ import numpy as np
 from wyner_jax.evaluation import figures
 from wyner_jax.evaluation.classifier import train_image_classifier
 from wyner_jax.evaluation.coherence import add_one, coherence
-from wyner_jax.evaluation.gaussian import (regression_slope_and_residual_variance,
-                                           wyner_common_information_gaussian)
+from wyner_jax.evaluation.gaussian import (
+    regression_slope_and_residual_variance,
+    wyner_common_information_gaussian,
+)
 from wyner_jax.evaluation.probe import linear_probe_accuracy
 from wyner_jax.evaluation.retrieval import retrieval_metrics
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
@@ -40,73 +42,81 @@ EVAL_SEED = 12345
 
 
 def batched(fn, arrays, batch_size: int, key=None):
-  """Applies ``fn(*batch[, key_i])`` over rows of ``arrays`` in batches; concatenates outputs.
+    """Applies ``fn(*batch[, key_i])`` over rows of ``arrays`` in batches; concatenates outputs.
 
-  Rows are visited in a fixed random order and the outputs put back in place: with
-  BatchNorm on batch statistics at evaluation (the reference's default), a batch of
-  class-sorted test data would be normalised per class, which erases the class signal.
-  The reference shuffles its test loaders for the same reason. The final short batch is
-  processed as it is (no padding).
-  """
-  n = len(arrays[0])
-  order = np.random.default_rng(EVAL_SEED).permutation(n)
-  outs = []
-  for i, start in enumerate(range(0, n, batch_size)):
-    rows = order[start:start + batch_size]
-    chunk = [jnp.asarray(a[rows]) for a in arrays]
-    args = chunk + ([jax.random.fold_in(key, i)] if key is not None else [])
-    outs.append(jax.device_get(fn(*args)))
-  inverse = np.argsort(order)
-  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0)[inverse], *outs)
+    Rows are visited in a fixed random order and the outputs put back in place: with
+    BatchNorm on batch statistics at evaluation (the reference's default), a batch of
+    class-sorted test data would be normalised per class, which erases the class signal.
+    The reference shuffles its test loaders for the same reason. The final short batch is
+    processed as it is (no padding).
+    """
+    n = len(arrays[0])
+    order = np.random.default_rng(EVAL_SEED).permutation(n)
+    outs = []
+    for i, start in enumerate(range(0, n, batch_size)):
+        rows = order[start : start + batch_size]
+        chunk = [jnp.asarray(a[rows]) for a in arrays]
+        args = chunk + ([jax.random.fold_in(key, i)] if key is not None else [])
+        outs.append(jax.device_get(fn(*args)))
+    inverse = np.argsort(order)
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0)[inverse], *outs)
 
 
 class Inference:
-  """The model's inference methods, jit-compiled with the variables as an argument (not
-  baked into the program as constants, which would make every compile unique)."""
+    """The model's inference methods, jit-compiled with the variables as an argument (not
+    baked into the program as constants, which would make every compile unique)."""
 
-  # One set of compiled functions per model object (train.py's periodic image grids and
-  # the final evaluation share them).
-  _JITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    # One set of compiled functions per model object (train.py's periodic image grids and
+    # the final evaluation share them).
+    _JITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
-  def __init__(self, model, state, config):
-    self.model = model
-    self.variables = model.eval_variables(state)
-    self.caps = model.capabilities(state)
-    self.bs = int(config.eval.batch_size)
-    jits = self._JITS.setdefault(model, {
-        "embed": jax.jit(model.embed), "x2y": jax.jit(model.translate_x2y),
-        "y2x": jax.jit(model.translate_y2x), "recon": jax.jit(model.reconstruct),
-        "joint": jax.jit(model.sample_joint, static_argnums=2)})
-    v = self.variables
-    self._embed = lambda x, y: jits["embed"](v, x, y)
-    self._x2y = lambda x, k: jits["x2y"](v, x, k)
-    self._y2x = lambda y, k: jits["y2x"](v, y, k)
-    self._recon = lambda x, y: jits["recon"](v, x, y)
-    self._joint = lambda k, n: jits["joint"](v, k, n)
+    def __init__(self, model, state, config):
+        self.model = model
+        self.variables = model.eval_variables(state)
+        self.caps = model.capabilities(state)
+        self.bs = int(config.eval.batch_size)
+        jits = self._JITS.setdefault(
+            model,
+            {
+                "embed": jax.jit(model.embed),
+                "x2y": jax.jit(model.translate_x2y),
+                "y2x": jax.jit(model.translate_y2x),
+                "recon": jax.jit(model.reconstruct),
+                "joint": jax.jit(model.sample_joint, static_argnums=2),
+            },
+        )
+        v = self.variables
+        self._embed = lambda x, y: jits["embed"](v, x, y)
+        self._x2y = lambda x, k: jits["x2y"](v, x, k)
+        self._y2x = lambda y, k: jits["y2x"](v, y, k)
+        self._recon = lambda x, y: jits["recon"](v, x, y)
+        self._joint = lambda k, n: jits["joint"](v, k, n)
 
-  def embed(self, x, y):
-    return batched(self._embed, (x, y), self.bs)
+    def embed(self, x, y):
+        return batched(self._embed, (x, y), self.bs)
 
-  def x2y(self, x, key):
-    return batched(self._x2y, (x,), self.bs, key)
+    def x2y(self, x, key):
+        return batched(self._x2y, (x,), self.bs, key)
 
-  def y2x(self, y, key):
-    return batched(self._y2x, (y,), self.bs, key)
+    def y2x(self, y, key):
+        return batched(self._y2x, (y,), self.bs, key)
 
-  def reconstruct(self, x, y):
-    return batched(self._recon, (x, y), self.bs)
+    def reconstruct(self, x, y):
+        return batched(self._recon, (x, y), self.bs)
 
-  def joint(self, n, key):
-    outs = [jax.device_get(self._joint(jax.random.fold_in(key, i), min(self.bs, n - s)))
-            for i, s in enumerate(range(0, n, self.bs))]
-    return tuple(np.concatenate(parts, 0) for parts in zip(*outs))
+    def joint(self, n, key):
+        outs = [
+            jax.device_get(self._joint(jax.random.fold_in(key, i), min(self.bs, n - s)))
+            for i, s in enumerate(range(0, n, self.bs))
+        ]
+        return tuple(np.concatenate(parts, 0) for parts in zip(*outs))
 
 
 def target_labels(dataset, labels_x):
-  """The label y should have for an x of class ``labels_x`` under the pairing rule."""
-  if dataset.label_rule == "add1":
-    return add_one(labels_x, dataset.num_classes)
-  return labels_x
+    """The label y should have for an x of class ``labels_x`` under the pairing rule."""
+    if dataset.label_rule == "add1":
+        return add_one(labels_x, dataset.num_classes)
+    return labels_x
 
 
 # Trained classifiers of this process: training one is the slowest part of a small
@@ -116,169 +126,201 @@ _CLASSIFIERS: dict = {}
 
 
 def classifiers(dataset, config):
-  """Evaluation classifiers for x and y (trained once when both sides share a domain)."""
-  out = {}
-  steps = int(config.eval.classifier_steps)
-  data_key = config.data.to_json(sort_keys=True)
-  for side in ("x", "y"):
-    domain = dataset.domains[side]
-    shared = dataset.domains["x"] is dataset.domains["y"]
-    key = (data_key, "xy" if shared else side, steps)
-    if key not in _CLASSIFIERS:
-      _CLASSIFIERS[key] = train_image_classifier(
-          domain, dataset.num_classes, seed=0, steps=steps,
-          image_shape=getattr(dataset, f"{side}_image_shape"))
-    out[side] = _CLASSIFIERS[key]
-  return out
+    """Evaluation classifiers for x and y (trained once when both sides share a domain)."""
+    out = {}
+    steps = int(config.eval.classifier_steps)
+    data_key = config.data.to_json(sort_keys=True)
+    for side in ("x", "y"):
+        domain = dataset.domains[side]
+        shared = dataset.domains["x"] is dataset.domains["y"]
+        key = (data_key, "xy" if shared else side, steps)
+        if key not in _CLASSIFIERS:
+            _CLASSIFIERS[key] = train_image_classifier(
+                domain,
+                dataset.num_classes,
+                seed=0,
+                steps=steps,
+                image_shape=getattr(dataset, f"{side}_image_shape"),
+            )
+        out[side] = _CLASSIFIERS[key]
+    return out
 
 
 def predict(clf, images, batch_size=512):
-  return np.concatenate([np.argmax(np.asarray(clf.apply(images[i:i + batch_size])), -1)
-                         for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+        [
+            np.argmax(np.asarray(clf.apply(images[i : i + batch_size])), -1)
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-  """Computes every applicable metric; returns (metrics, figure images)."""
-  inf = Inference(model, state, config)
-  key = jax.random.PRNGKey(EVAL_SEED)
-  k_x2y, k_y2x, k_joint, k_fig = jax.random.split(key, 4)
-  test, train = dataset.test, dataset.train
-  metrics: dict[str, float] = {}
-  labelled = dataset.num_classes is not None
+    """Computes every applicable metric; returns (metrics, figure images)."""
+    inf = Inference(model, state, config)
+    key = jax.random.PRNGKey(EVAL_SEED)
+    k_x2y, k_y2x, k_joint, k_fig = jax.random.split(key, 4)
+    test, train = dataset.test, dataset.train
+    metrics: dict[str, float] = {}
+    labelled = dataset.num_classes is not None
 
-  # Representations: linear probes and cross-domain retrieval.
-  emb_test = inf.embed(test.x, test.y)
-  if labelled:
-    emb_train = inf.embed(train.x, train.y)
-    targets = {"z_xy": "label_y", "z_x": "label_x", "z_y": "label_y"}
-    for name, target in targets.items():
-      if name in emb_test:
-        metrics[f"probe/{name}"] = linear_probe_accuracy(
-            emb_train[name], getattr(train, target), emb_test[name], getattr(test, target),
-            dataset.num_classes, seed=0)
-    if "z_x" in emb_test and "z_y" in emb_test:
-      r = retrieval_metrics(
-          emb_test["z_x"], emb_test["z_y"], target_labels(dataset, test.label_x), test.label_y,
-          ks=tuple(config.eval.retrieval_ks), metric=config.eval.retrieval_metric)
-      metrics.update({f"retrieval/{k}": float(v) for k, v in r.items()})
+    # Representations: linear probes and cross-domain retrieval.
+    emb_test = inf.embed(test.x, test.y)
+    if labelled:
+        emb_train = inf.embed(train.x, train.y)
+        targets = {"z_xy": "label_y", "z_x": "label_x", "z_y": "label_y"}
+        for name, target in targets.items():
+            if name in emb_test:
+                metrics[f"probe/{name}"] = linear_probe_accuracy(
+                    emb_train[name],
+                    getattr(train, target),
+                    emb_test[name],
+                    getattr(test, target),
+                    dataset.num_classes,
+                    seed=0,
+                )
+        if "z_x" in emb_test and "z_y" in emb_test:
+            r = retrieval_metrics(
+                emb_test["z_x"],
+                emb_test["z_y"],
+                target_labels(dataset, test.label_x),
+                test.label_y,
+                ks=tuple(config.eval.retrieval_ks),
+                metric=config.eval.retrieval_metric,
+            )
+            metrics.update({f"retrieval/{k}": float(v) for k, v in r.items()})
 
-  # Generation: coherence under the evaluation classifiers.
-  gen = {}
-  if "x2y" in inf.caps:
-    gen["x2y"] = inf.x2y(test.x, k_x2y)
-  if "y2x" in inf.caps:
-    gen["y2x"] = inf.y2x(test.y, k_y2x)
-  if "joint" in inf.caps:
-    gen["joint"] = inf.joint(int(config.eval.num_joint_samples), k_joint)
-  if labelled and dataset.domains:
-    clf = classifiers(dataset, config)
-    metrics["classifier/x_acc"] = float(clf["x"].test_accuracy)
-    metrics["classifier/y_acc"] = float(clf["y"].test_accuracy)
-    if "x2y" in gen:
-      metrics["coherence/x2y"] = coherence(predict(clf["y"], gen["x2y"]),
-                                                         test.label_y)
-    if "y2x" in gen:
-      metrics["coherence/y2x"] = coherence(predict(clf["x"], gen["y2x"]),
-                                                         test.label_x)
-    if "joint" in gen:
-      lx, ly = predict(clf["x"], gen["joint"][0]), predict(clf["y"], gen["joint"][1])
-      metrics["coherence/joint"] = coherence(ly, target_labels(dataset, lx))
+    # Generation: coherence under the evaluation classifiers.
+    gen = {}
+    if "x2y" in inf.caps:
+        gen["x2y"] = inf.x2y(test.x, k_x2y)
+    if "y2x" in inf.caps:
+        gen["y2x"] = inf.y2x(test.y, k_y2x)
+    if "joint" in inf.caps:
+        gen["joint"] = inf.joint(int(config.eval.num_joint_samples), k_joint)
+    if labelled and dataset.domains:
+        clf = classifiers(dataset, config)
+        metrics["classifier/x_acc"] = float(clf["x"].test_accuracy)
+        metrics["classifier/y_acc"] = float(clf["y"].test_accuracy)
+        if "x2y" in gen:
+            metrics["coherence/x2y"] = coherence(predict(clf["y"], gen["x2y"]), test.label_y)
+        if "y2x" in gen:
+            metrics["coherence/y2x"] = coherence(predict(clf["x"], gen["y2x"]), test.label_x)
+        if "joint" in gen:
+            lx, ly = predict(clf["x"], gen["joint"][0]), predict(clf["y"], gen["joint"][1])
+            metrics["coherence/joint"] = coherence(ly, target_labels(dataset, lx))
 
-  if dataset.name == "gaussian" and "x2y" in gen:
-    slope, resid = regression_slope_and_residual_variance(test.x, gen["x2y"])
-    metrics["gaussian/x2y_slope"] = float(slope)
-    metrics["gaussian/x2y_resid_var"] = float(resid)
-    metrics["gaussian/rho"] = float(config.data.rho)
-    metrics["gaussian/wyner_ci"] = float(
-        wyner_common_information_gaussian(config.data.rho) * dataset.x_shape[0])
+    if dataset.name == "gaussian" and "x2y" in gen:
+        slope, resid = regression_slope_and_residual_variance(test.x, gen["x2y"])
+        metrics["gaussian/x2y_slope"] = float(slope)
+        metrics["gaussian/x2y_resid_var"] = float(resid)
+        metrics["gaussian/rho"] = float(config.data.rho)
+        metrics["gaussian/wyner_ci"] = float(
+            wyner_common_information_gaussian(config.data.rho) * dataset.x_shape[0]
+        )
 
-  metrics = {k: float(v) for k, v in metrics.items()}
-  return metrics, make_figures(inf, dataset, config, gen, k_fig)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    return metrics, make_figures(inf, dataset, config, gen, k_fig)
 
 
 # --------------------------------------------------------------------------- figures
 
+
 def _as_images(arr, dataset, side):
-  """Data rows as HWC images for grids, or None for non-image vectors."""
-  shape = getattr(dataset, f"{side}_image_shape")
-  arr = np.asarray(arr)
-  if arr.ndim == 4:
-    return arr
-  if shape is not None:
-    return arr.reshape((arr.shape[0],) + tuple(shape))
-  return None
+    """Data rows as HWC images for grids, or None for non-image vectors."""
+    shape = getattr(dataset, f"{side}_image_shape")
+    arr = np.asarray(arr)
+    if arr.ndim == 4:
+        return arr
+    if shape is not None:
+        return arr.reshape((arr.shape[0],) + tuple(shape))
+    return None
 
 
 def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
-  """Grids as uint8 HWC images: joint samples, x→y (rows: input then samples), recons."""
-  rows, cols = int(config.eval.grid_rows), int(config.eval.grid_cols)
-  test = dataset.test
-  out = {}
-  xs = _as_images(test.x[:1], dataset, "x")
-  ys = _as_images(test.y[:1], dataset, "y")
-  if xs is None or ys is None or xs.shape[-1] != ys.shape[-1] or xs.shape[1:] != ys.shape[1:]:
-    return out  # vector data: scatter plots are drawn in write_figures
-  pick = np.arange(min(rows, len(test.x)))
-  if "joint" in gen:
-    jx = _as_images(gen["joint"][0][: rows * cols // 2], dataset, "x")
-    jy = _as_images(gen["joint"][1][: rows * cols // 2], dataset, "y")
-    pairs = np.stack([jx, jy], 1).reshape((rows, cols) + jx.shape[1:])
-    out["joint_samples"] = figures.image_grid(pairs)
-  for direction, src, side_in, side_out, fn in (
-      ("x2y", test.x, "x", "y", inf.x2y), ("y2x", test.y, "y", "x", inf.y2x)):
-    if direction not in inf.caps:
-      continue
-    inputs = src[pick]
-    samples = [_as_images(fn(inputs, jax.random.fold_in(key, c)), dataset, side_out)
-               for c in range(cols - 1)]
-    grid = np.stack([_as_images(inputs, dataset, side_in)] + samples, 1)
-    out[f"{direction}_grid"] = figures.image_grid(grid)
-  if "reconstruct" in inf.caps:
-    rx, ry = inf.reconstruct(test.x[pick], test.y[pick])
-    grid = np.stack([_as_images(test.x[pick], dataset, "x"), _as_images(rx, dataset, "x"),
-                     _as_images(test.y[pick], dataset, "y"), _as_images(ry, dataset, "y")], 1)
-    out["reconstructions"] = figures.image_grid(grid)
-  return out
+    """Grids as uint8 HWC images: joint samples, x→y (rows: input then samples), recons."""
+    rows, cols = int(config.eval.grid_rows), int(config.eval.grid_cols)
+    test = dataset.test
+    out = {}
+    xs = _as_images(test.x[:1], dataset, "x")
+    ys = _as_images(test.y[:1], dataset, "y")
+    if xs is None or ys is None or xs.shape[-1] != ys.shape[-1] or xs.shape[1:] != ys.shape[1:]:
+        return out  # vector data: scatter plots are drawn in write_figures
+    pick = np.arange(min(rows, len(test.x)))
+    if "joint" in gen:
+        jx = _as_images(gen["joint"][0][: rows * cols // 2], dataset, "x")
+        jy = _as_images(gen["joint"][1][: rows * cols // 2], dataset, "y")
+        pairs = np.stack([jx, jy], 1).reshape((rows, cols) + jx.shape[1:])
+        out["joint_samples"] = figures.image_grid(pairs)
+    for direction, src, side_in, side_out, fn in (
+        ("x2y", test.x, "x", "y", inf.x2y),
+        ("y2x", test.y, "y", "x", inf.y2x),
+    ):
+        if direction not in inf.caps:
+            continue
+        inputs = src[pick]
+        samples = [
+            _as_images(fn(inputs, jax.random.fold_in(key, c)), dataset, side_out)
+            for c in range(cols - 1)
+        ]
+        grid = np.stack([_as_images(inputs, dataset, side_in)] + samples, 1)
+        out[f"{direction}_grid"] = figures.image_grid(grid)
+    if "reconstruct" in inf.caps:
+        rx, ry = inf.reconstruct(test.x[pick], test.y[pick])
+        grid = np.stack(
+            [
+                _as_images(test.x[pick], dataset, "x"),
+                _as_images(rx, dataset, "x"),
+                _as_images(test.y[pick], dataset, "y"),
+                _as_images(ry, dataset, "y"),
+            ],
+            1,
+        )
+        out["reconstructions"] = figures.image_grid(grid)
+    return out
 
 
 def write_figures(workdir, images, dataset, gen_scatter=None) -> None:
-  fig_dir = os.path.join(workdir, "figures")
-  os.makedirs(fig_dir, exist_ok=True)
-  for name, img in images.items():
-    figures.save_png(os.path.join(fig_dir, f"{name}.png"), img)
+    fig_dir = os.path.join(workdir, "figures")
+    os.makedirs(fig_dir, exist_ok=True)
+    for name, img in images.items():
+        figures.save_png(os.path.join(fig_dir, f"{name}.png"), img)
 
 
 def log_image_grids(model, state, dataset, config, writer, step) -> None:
-  """TensorBoard image grids during training (cheap: a few batches)."""
-  inf = Inference(model, state, config)
-  gen = {}
-  key = jax.random.PRNGKey(EVAL_SEED + step)
-  if "joint" in inf.caps:
-    gen["joint"] = inf.joint(config.eval.grid_rows * config.eval.grid_cols // 2, key)
-  for name, img in make_figures(inf, dataset, config, gen, key).items():
-    writer.image(step, f"samples/{name}", img)
+    """TensorBoard image grids during training (cheap: a few batches)."""
+    inf = Inference(model, state, config)
+    gen = {}
+    key = jax.random.PRNGKey(EVAL_SEED + step)
+    if "joint" in inf.caps:
+        gen["joint"] = inf.joint(config.eval.grid_rows * config.eval.grid_cols // 2, key)
+    for name, img in make_figures(inf, dataset, config, gen, key).items():
+        writer.image(step, f"samples/{name}", img)
 
 
 def format_table(metrics: dict[str, float]) -> str:
-  width = max((len(k) for k in metrics), default=10)
-  lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
-  lines += [f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())]
-  return "\n".join(lines)
+    width = max((len(k) for k in metrics), default=10)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    lines += [f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())]
+    return "\n".join(lines)
 
 
 def evaluate_and_write(model, state, dataset, config, workdir) -> dict[str, float]:
-  """Evaluates, writes metrics.json and figures/*.png (process 0), prints the table."""
-  metrics, images = evaluate(model, state, dataset, config)
-  metrics["train/step"] = float(jax.device_get(state.step))
-  if jax.process_index() == 0:
-    write_figures(workdir, images, dataset)
-    if dataset.name == "gaussian" and "x2y" in model.capabilities(state):
-      inf = Inference(model, state, config)
-      n = min(2000, len(dataset.test.x))
-      y_gen = inf.x2y(dataset.test.x[:n], jax.random.PRNGKey(EVAL_SEED))
-      figures.scatter_plot(os.path.join(workdir, "figures", "x2y_scatter.png"),
-                           dataset.test.x[:n, 0], y_gen[:n, 0],
-                           title="generated y vs x (first coordinate)")
-    write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
-    log_progress(format_table(metrics))
-  return metrics
+    """Evaluates, writes metrics.json and figures/*.png (process 0), prints the table."""
+    metrics, images = evaluate(model, state, dataset, config)
+    metrics["train/step"] = float(jax.device_get(state.step))
+    if jax.process_index() == 0:
+        write_figures(workdir, images, dataset)
+        if dataset.name == "gaussian" and "x2y" in model.capabilities(state):
+            inf = Inference(model, state, config)
+            n = min(2000, len(dataset.test.x))
+            y_gen = inf.x2y(dataset.test.x[:n], jax.random.PRNGKey(EVAL_SEED))
+            figures.scatter_plot(
+                os.path.join(workdir, "figures", "x2y_scatter.png"),
+                dataset.test.x[:n, 0],
+                y_gen[:n, 0],
+                title="generated y vs x (first coordinate)",
+            )
+        write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+        log_progress(format_table(metrics))
+    return metrics

@@ -22,51 +22,57 @@ Variables = Any
 
 
 class PairedModel(Protocol):
-  name: str
+    name: str
 
-  def init(self, rng: jax.Array, batch: Batch) -> State:
-    """Creates the initial training state from a key and an example (global) batch."""
+    def init(self, rng: jax.Array, batch: Batch) -> State:
+        """Creates the initial training state from a key and an example (global) batch."""
 
-  def train_step(self, state: State, batch: Batch) -> tuple[State, dict[str, jax.Array]]:
-    """One full update; randomness comes from ``fold_in(state.rng, state.step)``.
+    def train_step(self, state: State, batch: Batch) -> tuple[State, dict[str, jax.Array]]:
+        """One full update; randomness comes from ``fold_in(state.rng, state.step)``.
 
-    Returns the new state and scalar metrics (every loss term, unweighted, plus totals).
-    """
+        Returns the new state and scalar metrics (every loss term, unweighted, plus totals).
+        """
 
-  def eval_variables(self, state: State) -> Variables:
-    """The variables used for evaluation (the EMA generator for the Wyner model)."""
+    def eval_variables(self, state: State) -> Variables:
+        """The variables used for evaluation (the EMA generator for the Wyner model)."""
 
-  def embed(self, variables: Variables, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
-    """Representations for probes and retrieval: any of 'z_xy', 'z_x', 'z_y'.
+    def embed(self, variables: Variables, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+        """Representations for probes and retrieval: any of 'z_xy', 'z_x', 'z_y'.
 
-    'z_x' is the query embedding of x alone and 'z_y' that of y alone (retrieval);
-    'z_xy' the joint encoding, when the model has one.
-    """
+        'z_x' is the query embedding of x alone and 'z_y' that of y alone (retrieval);
+        'z_xy' the joint encoding, when the model has one.
+        """
 
-  def translate_x2y(self, variables: Variables, x: jax.Array, key: jax.Array) -> jax.Array:
-    """Conditional generation y ~ p(y | x)."""
+    def translate_x2y(self, variables: Variables, x: jax.Array, key: jax.Array) -> jax.Array:
+        """Conditional generation y ~ p(y | x)."""
 
-  def translate_y2x(self, variables: Variables, y: jax.Array, key: jax.Array) -> jax.Array:
-    """Conditional generation x ~ p(x | y)."""
+    def translate_y2x(self, variables: Variables, y: jax.Array, key: jax.Array) -> jax.Array:
+        """Conditional generation x ~ p(x | y)."""
 
-  def sample_joint(self, variables: Variables, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-    """Joint generation (x, y) ~ p(x, y) from the priors."""
+    def sample_joint(
+        self, variables: Variables, key: jax.Array, n: int
+    ) -> tuple[jax.Array, jax.Array]:
+        """Joint generation (x, y) ~ p(x, y) from the priors."""
 
-  def reconstruct(self, variables: Variables, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Reconstructions of (x, y) through the joint (variational) encoder."""
+    def reconstruct(
+        self, variables: Variables, x: jax.Array, y: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Reconstructions of (x, y) through the joint (variational) encoder."""
 
-  def capabilities(self, state: State) -> set[str]:
-    """The inference methods this configuration supports, among 'embed', 'x2y', 'y2x',
-    'joint', 'reconstruct' (e.g. a Wyner model trained without λ_cx2y has no f_x)."""
+    def capabilities(self, state: State) -> set[str]:
+        """The inference methods this configuration supports, among 'embed', 'x2y', 'y2x',
+        'joint', 'reconstruct' (e.g. a Wyner model trained without λ_cx2y has no f_x)."""
 
 
 def build_model(config, dataset) -> PairedModel:
-  """Returns the model named by ``config.model.name`` for ``dataset``'s shapes."""
-  name = config.model.name
-  if name == "wyner":
-    from wyner_jax.models.wyner import WynerModel
-    return WynerModel(config, dataset)
-  if name == "iiae":
-    from wyner_jax.models.iiae import IIAEModel
-    return IIAEModel(config, dataset)
-  raise ValueError(f"Unknown config.model.name {name!r}; use 'wyner' or 'iiae'.")
+    """Returns the model named by ``config.model.name`` for ``dataset``'s shapes."""
+    name = config.model.name
+    if name == "wyner":
+        from wyner_jax.models.wyner import WynerModel
+
+        return WynerModel(config, dataset)
+    if name == "iiae":
+        from wyner_jax.models.iiae import IIAEModel
+
+        return IIAEModel(config, dataset)
+    raise ValueError(f"Unknown config.model.name {name!r}; use 'wyner' or 'iiae'.")

@@ -53,642 +53,835 @@ AGG = {
 }
 # Reconstruction terms: which side they reconstruct (the loss is recon_x or recon_y).
 RECONSTRUCTIONS = {
-    "j_rec_x": "x", "j_rec_y": "y", "cx2y_rec_y": "y", "cy2x_rec_x": "x",
-    "mx_rec_x": "x", "my_rec_y": "y", "j_rec_zuv": "latent",
+    "j_rec_x": "x",
+    "j_rec_y": "y",
+    "cx2y_rec_y": "y",
+    "cy2x_rec_x": "x",
+    "mx_rec_x": "x",
+    "my_rec_y": "y",
+    "j_rec_zuv": "latent",
 }
 
 
 # --------------------------------------------------------------------------- active terms
 
+
 @dataclasses.dataclass(frozen=True)
 class Terms:
-  """The loss terms that are active, after the reference's guards (§2.4, §9)."""
+    """The loss terms that are active, after the reference's guards (§2.4, §9)."""
 
-  pairs: tuple[str, ...]
-  ci: tuple[str, ...]
-  agg: tuple[str, ...]
-  rec: tuple[str, ...]
+    pairs: tuple[str, ...]
+    ci: tuple[str, ...]
+    agg: tuple[str, ...]
+    rec: tuple[str, ...]
 
-  @classmethod
-  def from_lambdas(cls, lam) -> "Terms":
-    lam = dict(lam)
-    on = lambda k: lam[k] > 0  # noqa: E731
-    guards = {
-        "c": on("cx2y") and on("cy2x"),
-        "j_rec_x": on("j") or on("cy2x"),
-        "j_rec_y": on("j") or on("cx2y"),
-        "cx2y_rec_y": on("cx2y"),
-        "cy2x_rec_x": on("cy2x"),
-        "mx_rec_x": on("cx2y") and on("cy2x"),
-        "my_rec_y": on("cx2y") and on("cy2x"),
-        "j_rec_zuv": on("j"),
-        # A CI estimator needs its sample set: j_ci the joint model, cx2y_ci the x→y path.
-        "j_ci": on("j"), "cx2y_ci": on("cx2y"), "cy2x_ci": on("cy2x"), "var_ci": True,
-    }
-    pairs = tuple(k for k in PAIRS if on(k) and guards.get(k, True))
-    agg = tuple(k for k in AGG if on(k))
-    rec = tuple(k for k in RECONSTRUCTIONS if on(k) and guards[k])
-    ci = tuple(k for k in CI if lam[k] >= 0 and guards[k])
-    dropped = [k for k in list(PAIRS) + list(RECONSTRUCTIONS) + list(CI)
-               if lam[k] > 0 and not guards.get(k, True)]
-    if dropped:
-      logging.warning(
-          "These loss terms have λ > 0 but are off by the reference's guards (their parent "
-          "term has λ = 0): %s. See wyner-model.md §2.4.", ", ".join(dropped))
-    if not pairs:
-      raise ValueError(
-          "No distribution-matching term is active: set at least one of "
-          "config.loss.lambdas.{j, cx2y, cy2x} > 0 (the reference has no working default).")
-    return cls(pairs, ci, agg, rec)
+    @classmethod
+    def from_lambdas(cls, lam) -> "Terms":
+        lam = dict(lam)
+        on = lambda k: lam[k] > 0  # noqa: E731
+        guards = {
+            "c": on("cx2y") and on("cy2x"),
+            "j_rec_x": on("j") or on("cy2x"),
+            "j_rec_y": on("j") or on("cx2y"),
+            "cx2y_rec_y": on("cx2y"),
+            "cy2x_rec_x": on("cy2x"),
+            "mx_rec_x": on("cx2y") and on("cy2x"),
+            "my_rec_y": on("cx2y") and on("cy2x"),
+            "j_rec_zuv": on("j"),
+            # A CI estimator needs its sample set: j_ci the joint model, cx2y_ci the x→y path.
+            "j_ci": on("j"),
+            "cx2y_ci": on("cx2y"),
+            "cy2x_ci": on("cy2x"),
+            "var_ci": True,
+        }
+        pairs = tuple(k for k in PAIRS if on(k) and guards.get(k, True))
+        agg = tuple(k for k in AGG if on(k))
+        rec = tuple(k for k in RECONSTRUCTIONS if on(k) and guards[k])
+        ci = tuple(k for k in CI if lam[k] >= 0 and guards[k])
+        dropped = [
+            k
+            for k in list(PAIRS) + list(RECONSTRUCTIONS) + list(CI)
+            if lam[k] > 0 and not guards.get(k, True)
+        ]
+        if dropped:
+            logging.warning(
+                "These loss terms have λ > 0 but are off by the reference's guards (their parent "
+                "term has λ = 0): %s. See wyner-model.md §2.4.",
+                ", ".join(dropped),
+            )
+        if not pairs:
+            raise ValueError(
+                "No distribution-matching term is active: set at least one of "
+                "config.loss.lambdas.{j, cx2y, cy2x} > 0 (the reference has no working default)."
+            )
+        return cls(pairs, ci, agg, rec)
 
-  def active(self) -> tuple[str, ...]:
-    return self.pairs + self.ci + self.agg + self.rec
+    def active(self) -> tuple[str, ...]:
+        return self.pairs + self.ci + self.agg + self.rec
 
-  @property
-  def need_joint(self) -> bool:
-    return (bool({"j", "mx", "my"} & set(self.pairs)) or "j_ci" in self.ci
-            or "j_rec_zuv" in self.rec)
+    @property
+    def need_joint(self) -> bool:
+        return (
+            bool({"j", "mx", "my"} & set(self.pairs))
+            or "j_ci" in self.ci
+            or "j_rec_zuv" in self.rec
+        )
 
-  @property
-  def need_cx2y(self) -> bool:
-    return bool({"cx2y", "c", "mx"} & set(self.pairs)) or "cx2y_ci" in self.ci
+    @property
+    def need_cx2y(self) -> bool:
+        return bool({"cx2y", "c", "mx"} & set(self.pairs)) or "cx2y_ci" in self.ci
 
-  @property
-  def need_cy2x(self) -> bool:
-    return bool({"cy2x", "c", "my"} & set(self.pairs)) or "cy2x_ci" in self.ci
+    @property
+    def need_cy2x(self) -> bool:
+        return bool({"cy2x", "c", "my"} & set(self.pairs)) or "cy2x_ci" in self.ci
 
-  @property
-  def need_zqx(self) -> bool:
-    return (self.need_cx2y or bool({"cx2y_agg", "c_agg"} & set(self.agg))
-            or bool({"cx2y_rec_y", "mx_rec_x"} & set(self.rec)))
+    @property
+    def need_zqx(self) -> bool:
+        return (
+            self.need_cx2y
+            or bool({"cx2y_agg", "c_agg"} & set(self.agg))
+            or bool({"cx2y_rec_y", "mx_rec_x"} & set(self.rec))
+        )
 
-  @property
-  def need_zqy(self) -> bool:
-    return (self.need_cy2x or bool({"cy2x_agg", "c_agg"} & set(self.agg))
-            or bool({"cy2x_rec_x", "my_rec_y"} & set(self.rec)))
+    @property
+    def need_zqy(self) -> bool:
+        return (
+            self.need_cy2x
+            or bool({"cy2x_agg", "c_agg"} & set(self.agg))
+            or bool({"cy2x_rec_x", "my_rec_y"} & set(self.rec))
+        )
 
 
 # --------------------------------------------------------------------------- architecture
 
+
 @dataclasses.dataclass(frozen=True)
 class Arch:
-  """Hashable architecture description built from ``config.model`` and the data shapes."""
+    """Hashable architecture description built from ``config.model`` and the data shapes."""
 
-  family: str
-  x_shape: tuple[int, ...]
-  y_shape: tuple[int, ...]
-  dz: int
-  du: int
-  dv: int
-  prior: str
-  sn: bool
-  bn_momentum: float
-  bn_epsilon: float
-  enc_slope: float
-  dec_slope: float
-  enc_hidden: tuple[int, ...]
-  enc_features: int
-  dec_hidden: tuple[int, ...]
-  dec_act: str
-  dec_out_act: str
-  disc_hidden: tuple[int, ...]
-  disc_features: int
-  disc_batchnorm: bool
-  conv_base: int
-  disc_bn_first: bool
-  head_hidden: int
-  head_layers: int
-  disc_slope: float
-  joint_noise_dim: int = 0
-  marginal_noise_dim: int = 0
+    family: str
+    x_shape: tuple[int, ...]
+    y_shape: tuple[int, ...]
+    dz: int
+    du: int
+    dv: int
+    prior: str
+    sn: bool
+    bn_momentum: float
+    bn_epsilon: float
+    enc_slope: float
+    dec_slope: float
+    enc_hidden: tuple[int, ...]
+    enc_features: int
+    dec_hidden: tuple[int, ...]
+    dec_act: str
+    dec_out_act: str
+    disc_hidden: tuple[int, ...]
+    disc_features: int
+    disc_batchnorm: bool
+    conv_base: int
+    disc_bn_first: bool
+    head_hidden: int
+    head_layers: int
+    disc_slope: float
+    joint_noise_dim: int = 0
+    marginal_noise_dim: int = 0
 
-  @classmethod
-  def from_config(cls, m, x_shape, y_shape) -> "Arch":
-    if m.family not in ("mlp", "conv"):
-      raise ValueError(f"config.model.family must be 'mlp' or 'conv', got {m.family!r}.")
-    if m.family == "conv" and (len(x_shape) != 3 or len(y_shape) != 3):
-      raise ValueError(
-          f"config.model.family='conv' needs HWC images, but the data has x {x_shape} and "
-          f"y {y_shape}; use family='mlp' or image data (config.data.flatten=False).")
-    if m.family == "conv" and (m.joint_encoder_noise_dim or m.marginal_encoder_noise_dim):
-      raise ValueError("Encoder noise columns (config.model.*_encoder_noise_dim > 0) need "
-                       "feature vectors; set them to 0 with family='conv'.")
-    if m.prior not in ("gaussian", "uniform"):
-      raise ValueError(f"config.model.prior must be 'gaussian' or 'uniform', got {m.prior!r}.")
-    return cls(
-        family=m.family, x_shape=tuple(x_shape), y_shape=tuple(y_shape),
-        dz=m.dz, du=m.du, dv=m.dv, prior=m.prior, sn=m.sn_on_feature_layers,
-        bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon,
-        enc_slope=m.encoder_negative_slope, dec_slope=m.decoder_negative_slope,
-        enc_hidden=tuple(m.mlp.encoder_hidden), enc_features=m.mlp.encoder_features,
-        dec_hidden=tuple(m.mlp.decoder_hidden), dec_act=m.mlp.decoder_act,
-        dec_out_act=m.mlp.decoder_out_act, disc_hidden=tuple(m.mlp.disc_hidden),
-        disc_features=m.mlp.disc_features, disc_batchnorm=m.mlp.disc_batchnorm,
-        conv_base=m.conv.base, disc_bn_first=m.conv.disc_batchnorm_first,
-        head_hidden=m.disc.hidden_dim, head_layers=m.disc.n_hidden_layers,
-        disc_slope=m.disc.negative_slope, joint_noise_dim=m.joint_encoder_noise_dim,
-        marginal_noise_dim=m.marginal_encoder_noise_dim)
+    @classmethod
+    def from_config(cls, m, x_shape, y_shape) -> "Arch":
+        if m.family not in ("mlp", "conv"):
+            raise ValueError(f"config.model.family must be 'mlp' or 'conv', got {m.family!r}.")
+        if m.family == "conv" and (len(x_shape) != 3 or len(y_shape) != 3):
+            raise ValueError(
+                f"config.model.family='conv' needs HWC images, but the data has x {x_shape} and "
+                f"y {y_shape}; use family='mlp' or image data (config.data.flatten=False)."
+            )
+        if m.family == "conv" and (m.joint_encoder_noise_dim or m.marginal_encoder_noise_dim):
+            raise ValueError(
+                "Encoder noise columns (config.model.*_encoder_noise_dim > 0) need "
+                "feature vectors; set them to 0 with family='conv'."
+            )
+        if m.prior not in ("gaussian", "uniform"):
+            raise ValueError(
+                f"config.model.prior must be 'gaussian' or 'uniform', got {m.prior!r}."
+            )
+        return cls(
+            family=m.family,
+            x_shape=tuple(x_shape),
+            y_shape=tuple(y_shape),
+            dz=m.dz,
+            du=m.du,
+            dv=m.dv,
+            prior=m.prior,
+            sn=m.sn_on_feature_layers,
+            bn_momentum=m.bn_momentum,
+            bn_epsilon=m.bn_epsilon,
+            enc_slope=m.encoder_negative_slope,
+            dec_slope=m.decoder_negative_slope,
+            enc_hidden=tuple(m.mlp.encoder_hidden),
+            enc_features=m.mlp.encoder_features,
+            dec_hidden=tuple(m.mlp.decoder_hidden),
+            dec_act=m.mlp.decoder_act,
+            dec_out_act=m.mlp.decoder_out_act,
+            disc_hidden=tuple(m.mlp.disc_hidden),
+            disc_features=m.mlp.disc_features,
+            disc_batchnorm=m.mlp.disc_batchnorm,
+            conv_base=m.conv.base,
+            disc_bn_first=m.conv.disc_batchnorm_first,
+            head_hidden=m.disc.hidden_dim,
+            head_layers=m.disc.n_hidden_layers,
+            disc_slope=m.disc.negative_slope,
+            joint_noise_dim=m.joint_encoder_noise_dim,
+            marginal_noise_dim=m.marginal_encoder_noise_dim,
+        )
 
-  def bn(self) -> dict[str, float]:
-    return dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
+    def bn(self) -> dict[str, float]:
+        return dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
 
-  def encoder_feature_map(self, name: str) -> nn.Module:
-    """F_x, F_y or F_xy (conv on the channel-concatenated pair for F_xy)."""
-    if self.family == "conv":
-      return nets.ConvEncoder(base=self.conv_base, negative_slope=self.enc_slope,
-                              name=name, **self.bn())
-    return nets.MLP(hidden=self.enc_hidden, features=self.enc_features, last_act="lrelu",
-                    negative_slope=self.enc_slope, batchnorm=True, spectral_norm=self.sn,
-                    name=name, **self.bn())
+    def encoder_feature_map(self, name: str) -> nn.Module:
+        """F_x, F_y or F_xy (conv on the channel-concatenated pair for F_xy)."""
+        if self.family == "conv":
+            return nets.ConvEncoder(
+                base=self.conv_base, negative_slope=self.enc_slope, name=name, **self.bn()
+            )
+        return nets.MLP(
+            hidden=self.enc_hidden,
+            features=self.enc_features,
+            last_act="lrelu",
+            negative_slope=self.enc_slope,
+            batchnorm=True,
+            spectral_norm=self.sn,
+            name=name,
+            **self.bn(),
+        )
 
-  def decoder(self, out_shape, name: str) -> nn.Module:
-    if self.family == "conv":
-      return nets.ConvDecoder(out_shape=out_shape, base=2 * self.conv_base,
-                              spectral_norm=self.sn, negative_slope=self.dec_slope,
-                              name=name, **self.bn())
-    return nets.MLPDecoder(out_shape=out_shape, hidden=self.dec_hidden, act=self.dec_act,
-                           negative_slope=self.dec_slope if self.dec_act == "lrelu" else 0.0,
-                           spectral_norm=self.sn, out_act=self.dec_out_act, name=name)
+    def decoder(self, out_shape, name: str) -> nn.Module:
+        if self.family == "conv":
+            return nets.ConvDecoder(
+                out_shape=out_shape,
+                base=2 * self.conv_base,
+                spectral_norm=self.sn,
+                negative_slope=self.dec_slope,
+                name=name,
+                **self.bn(),
+            )
+        return nets.MLPDecoder(
+            out_shape=out_shape,
+            hidden=self.dec_hidden,
+            act=self.dec_act,
+            negative_slope=self.dec_slope if self.dec_act == "lrelu" else 0.0,
+            spectral_norm=self.sn,
+            out_act=self.dec_out_act,
+            name=name,
+        )
 
-  def discriminator_feature_map(self) -> nn.Module:
-    """D_F(x, y): one shared joint feature map for every estimator (§2.1)."""
-    if self.family == "conv":
-      return nets.ConvEncoder(base=2 * self.conv_base, batchnorm=True,
-                              batchnorm_first=self.disc_bn_first,
-                              negative_slope=self.disc_slope, name="D_F", **self.bn())
-    return nets.MLP(hidden=self.disc_hidden, features=self.disc_features, last_act="lrelu",
-                    negative_slope=self.disc_slope, batchnorm=self.disc_batchnorm,
-                    batchnorm_first=False, spectral_norm=self.sn, name="D_F", **self.bn())
+    def discriminator_feature_map(self) -> nn.Module:
+        """D_F(x, y): one shared joint feature map for every estimator (§2.1)."""
+        if self.family == "conv":
+            return nets.ConvEncoder(
+                base=2 * self.conv_base,
+                batchnorm=True,
+                batchnorm_first=self.disc_bn_first,
+                negative_slope=self.disc_slope,
+                name="D_F",
+                **self.bn(),
+            )
+        return nets.MLP(
+            hidden=self.disc_hidden,
+            features=self.disc_features,
+            last_act="lrelu",
+            negative_slope=self.disc_slope,
+            batchnorm=self.disc_batchnorm,
+            batchnorm_first=False,
+            spectral_norm=self.sn,
+            name="D_F",
+            **self.bn(),
+        )
 
 
 class LatentHead(nn.Module):
-  """A latent head (f_x, f_xy, l_x, ...): Linear, with tanh for the uniform prior."""
+    """A latent head (f_x, f_xy, l_x, ...): Linear, with tanh for the uniform prior."""
 
-  features: int
-  uniform: bool
-  sn: bool
+    features: int
+    uniform: bool
+    sn: bool
 
-  @nn.compact
-  def __call__(self, h, train: bool):
-    if self.uniform:  # reference: get_fc with last_act tanh, hence also the SN quirk
-      return jnp.tanh(nets.Linear(self.features, spectral_norm=self.sn)(h, train))
-    return nn.Dense(self.features, kernel_init=nets.XAVIER)(h)
+    @nn.compact
+    def __call__(self, h, train: bool):
+        if self.uniform:  # reference: get_fc with last_act tanh, hence also the SN quirk
+            return jnp.tanh(nets.Linear(self.features, spectral_norm=self.sn)(h, train))
+        return nn.Dense(self.features, kernel_init=nets.XAVIER)(h)
 
 
 # --------------------------------------------------------------------------- generator
 
+
 class WynerGenerator(nn.Module):
-  """Encoders f_xy, f_x, f_y, local heads l_x, l_y and decoders g_x, g_y (§1.1, §4)."""
+    """Encoders f_xy, f_x, f_y, local heads l_x, l_y and decoders g_x, g_y (§1.1, §4)."""
 
-  arch: Arch
-  terms: Terms
+    arch: Arch
+    terms: Terms
 
-  def setup(self):
-    a = self.arch
-    head = lambda d, name: LatentHead(d, a.prior == "uniform", a.sn, name=name)  # noqa: E731
-    self.F_x = a.encoder_feature_map("F_x")
-    self.F_y = a.encoder_feature_map("F_y")
-    self.F_xy = a.encoder_feature_map("F_xy")
-    self.f_xy = head(a.dz, "f_xy")
-    self.f_x = head(a.dz, "f_x")
-    self.f_y = head(a.dz, "f_y")
-    self.l_x = head(a.du, "l_x")
-    self.l_y = head(a.dv, "l_y")
-    self.g_x = a.decoder(a.x_shape, "g_x")
-    self.g_y = a.decoder(a.y_shape, "g_y")
+    def setup(self):
+        a = self.arch
+        head = lambda d, name: LatentHead(d, a.prior == "uniform", a.sn, name=name)  # noqa: E731
+        self.F_x = a.encoder_feature_map("F_x")
+        self.F_y = a.encoder_feature_map("F_y")
+        self.F_xy = a.encoder_feature_map("F_xy")
+        self.f_xy = head(a.dz, "f_xy")
+        self.f_x = head(a.dz, "f_x")
+        self.f_y = head(a.dz, "f_y")
+        self.l_x = head(a.du, "l_x")
+        self.l_y = head(a.dv, "l_y")
+        self.g_x = a.decoder(a.x_shape, "g_x")
+        self.g_y = a.decoder(a.y_shape, "g_y")
 
-  # Building blocks -------------------------------------------------------------
-  def with_noise(self, h, dim: int):
-    """Appends ``dim`` N(0, 1) columns (the reference's ``append_noise_and_concat``), which
-    makes an encoder stochastic; off (dim 0) by default, as in the reference."""
-    if dim == 0:
-      return h
-    h = h.reshape(h.shape[0], -1)
-    eps = jax.random.normal(self.make_rng("encoder_noise"), (h.shape[0], dim), h.dtype)
-    return jnp.concatenate([h, eps], axis=-1)
+    # Building blocks -------------------------------------------------------------
+    def with_noise(self, h, dim: int):
+        """Appends ``dim`` N(0, 1) columns (the reference's ``append_noise_and_concat``), which
+        makes an encoder stochastic; off (dim 0) by default, as in the reference."""
+        if dim == 0:
+            return h
+        h = h.reshape(h.shape[0], -1)
+        eps = jax.random.normal(self.make_rng("encoder_noise"), (h.shape[0], dim), h.dtype)
+        return jnp.concatenate([h, eps], axis=-1)
 
-  def features_x(self, x, train):
-    """F_x(x) (with noise columns when the marginal encoders are stochastic)."""
-    return self.F_x(self.with_noise(x, self.arch.marginal_noise_dim), train)
+    def features_x(self, x, train):
+        """F_x(x) (with noise columns when the marginal encoders are stochastic)."""
+        return self.F_x(self.with_noise(x, self.arch.marginal_noise_dim), train)
 
-  def features_y(self, y, train):
-    return self.F_y(self.with_noise(y, self.arch.marginal_noise_dim), train)
+    def features_y(self, y, train):
+        return self.F_y(self.with_noise(y, self.arch.marginal_noise_dim), train)
 
-  def joint_encode(self, x, y, train):
-    """z = f_xy(F_xy(x, y))."""
-    xy = self.with_noise(nets.concat_pair(x, y), self.arch.joint_noise_dim)
-    return self.f_xy(self.F_xy(xy, train), train)
+    def joint_encode(self, x, y, train):
+        """z = f_xy(F_xy(x, y))."""
+        xy = self.with_noise(nets.concat_pair(x, y), self.arch.joint_noise_dim)
+        return self.f_xy(self.F_xy(xy, train), train)
 
-  def local_x(self, z, hx, train):
-    """u = l_x([z, F_x(x)]), shared by the variational and marginal paths."""
-    return self.l_x(jnp.concatenate([z, hx], axis=-1), train)
+    def local_x(self, z, hx, train):
+        """u = l_x([z, F_x(x)]), shared by the variational and marginal paths."""
+        return self.l_x(jnp.concatenate([z, hx], axis=-1), train)
 
-  def local_y(self, z, hy, train):
-    return self.l_y(jnp.concatenate([z, hy], axis=-1), train)
+    def local_y(self, z, hy, train):
+        return self.l_y(jnp.concatenate([z, hy], axis=-1), train)
 
-  def decode_x(self, z, u, train):
-    return self.g_x(jnp.concatenate([z, u], axis=-1), train)
+    def decode_x(self, z, u, train):
+        return self.g_x(jnp.concatenate([z, u], axis=-1), train)
 
-  def decode_y(self, z, v, train):
-    return self.g_y(jnp.concatenate([z, v], axis=-1), train)
+    def decode_y(self, z, v, train):
+        return self.g_y(jnp.concatenate([z, v], axis=-1), train)
 
-  def variational(self, x, y, train):
-    """q(z|x,y) q(u|z,x) q(v|z,y); returns z, u, v and the marginal features F_x, F_y."""
-    hx, hy = self.features_x(x, train), self.features_y(y, train)
-    z = self.joint_encode(x, y, train)
-    return z, self.local_x(z, hx, train), self.local_y(z, hy, train), hx, hy
+    def variational(self, x, y, train):
+        """q(z|x,y) q(u|z,x) q(v|z,y); returns z, u, v and the marginal features F_x, F_y."""
+        hx, hy = self.features_x(x, train), self.features_y(y, train)
+        z = self.joint_encode(x, y, train)
+        return z, self.local_x(z, hx, train), self.local_y(z, hy, train), hx, hy
 
-  # The four sampling paths and the reconstructions (§1.3, §2.4) ------------------
-  def __call__(self, x, y, prior, *, train: bool, recon: bool):
-    t = self.terms
-    z_qxy, u_qxy, v_qxy, hx, hy = self.variational(x, y, train)
-    s: dict[str, Any] = {
-        "var": dict(x=x, y=y, z=z_qxy, u=u_qxy, v=v_qxy),
-        "latents": dict(z_qxy=z_qxy, z_p=prior["z"]),
-    }
-    if t.need_joint:
-      z_p, u_p, v_p = prior["z"], prior["u"], prior["v"]
-      s["j"] = dict(x=self.decode_x(z_p, u_p, train), y=self.decode_y(z_p, v_p, train),
-                    z=z_p, u=u_p, v=v_p)
-    if t.need_zqx:
-      z_qx = self.f_x(hx, train)
-      s["latents"]["z_qx"] = z_qx
-      u_qxm = self.local_x(z_qx, hx, train)
-      if t.need_cx2y:
-        s["cx2y"] = dict(x=x, y=self.decode_y(z_qx, prior["v_c"], train), z=z_qx,
-                         u=u_qxm, v=prior["v_c"])
-    if t.need_zqy:
-      z_qy = self.f_y(hy, train)
-      s["latents"]["z_qy"] = z_qy
-      v_qym = self.local_y(z_qy, hy, train)
-      if t.need_cy2x:
-        s["cy2x"] = dict(x=self.decode_x(z_qy, prior["u_c"], train), y=y, z=z_qy,
-                         u=prior["u_c"], v=v_qym)
-    if recon:
-      rec = {}
-      if "j_rec_x" in t.rec:
-        rec["j_rec_x"] = (x, self.decode_x(z_qxy, u_qxy, train))
-      if "j_rec_y" in t.rec:
-        rec["j_rec_y"] = (y, self.decode_y(z_qxy, v_qxy, train))
-      if "cx2y_rec_y" in t.rec:  # common part from x, local part inferred from y given it
-        rec["cx2y_rec_y"] = (y, self.decode_y(z_qx, self.local_y(z_qx, hy, train), train))
-      if "cy2x_rec_x" in t.rec:
-        rec["cy2x_rec_x"] = (x, self.decode_x(z_qy, self.local_x(z_qy, hx, train), train))
-      if "mx_rec_x" in t.rec:
-        rec["mx_rec_x"] = (x, self.decode_x(z_qx, u_qxm, train))
-      if "my_rec_y" in t.rec:
-        rec["my_rec_y"] = (y, self.decode_y(z_qy, v_qym, train))
-      if "j_rec_zuv" in t.rec:  # re-encode the joint samples; gradients reach both sides
-        jz, ju, jv, _, _ = self.variational(s["j"]["x"], s["j"]["y"], train)
-        rec["j_rec_zuv"] = (
-            jnp.concatenate([s["j"]["z"], s["j"]["u"], s["j"]["v"]], -1),
-            jnp.concatenate([jz, ju, jv], -1))
-      s["rec"] = rec
-    return s
+    # The four sampling paths and the reconstructions (§1.3, §2.4) ------------------
+    def __call__(self, x, y, prior, *, train: bool, recon: bool):
+        t = self.terms
+        z_qxy, u_qxy, v_qxy, hx, hy = self.variational(x, y, train)
+        s: dict[str, Any] = {
+            "var": dict(x=x, y=y, z=z_qxy, u=u_qxy, v=v_qxy),
+            "latents": dict(z_qxy=z_qxy, z_p=prior["z"]),
+        }
+        if t.need_joint:
+            z_p, u_p, v_p = prior["z"], prior["u"], prior["v"]
+            s["j"] = dict(
+                x=self.decode_x(z_p, u_p, train),
+                y=self.decode_y(z_p, v_p, train),
+                z=z_p,
+                u=u_p,
+                v=v_p,
+            )
+        if t.need_zqx:
+            z_qx = self.f_x(hx, train)
+            s["latents"]["z_qx"] = z_qx
+            u_qxm = self.local_x(z_qx, hx, train)
+            if t.need_cx2y:
+                s["cx2y"] = dict(
+                    x=x, y=self.decode_y(z_qx, prior["v_c"], train), z=z_qx, u=u_qxm, v=prior["v_c"]
+                )
+        if t.need_zqy:
+            z_qy = self.f_y(hy, train)
+            s["latents"]["z_qy"] = z_qy
+            v_qym = self.local_y(z_qy, hy, train)
+            if t.need_cy2x:
+                s["cy2x"] = dict(
+                    x=self.decode_x(z_qy, prior["u_c"], train), y=y, z=z_qy, u=prior["u_c"], v=v_qym
+                )
+        if recon:
+            rec = {}
+            if "j_rec_x" in t.rec:
+                rec["j_rec_x"] = (x, self.decode_x(z_qxy, u_qxy, train))
+            if "j_rec_y" in t.rec:
+                rec["j_rec_y"] = (y, self.decode_y(z_qxy, v_qxy, train))
+            if "cx2y_rec_y" in t.rec:  # common part from x, local part inferred from y given it
+                rec["cx2y_rec_y"] = (y, self.decode_y(z_qx, self.local_y(z_qx, hy, train), train))
+            if "cy2x_rec_x" in t.rec:
+                rec["cy2x_rec_x"] = (x, self.decode_x(z_qy, self.local_x(z_qy, hx, train), train))
+            if "mx_rec_x" in t.rec:
+                rec["mx_rec_x"] = (x, self.decode_x(z_qx, u_qxm, train))
+            if "my_rec_y" in t.rec:
+                rec["my_rec_y"] = (y, self.decode_y(z_qy, v_qym, train))
+            if "j_rec_zuv" in t.rec:  # re-encode the joint samples; gradients reach both sides
+                jz, ju, jv, _, _ = self.variational(s["j"]["x"], s["j"]["y"], train)
+                rec["j_rec_zuv"] = (
+                    jnp.concatenate([s["j"]["z"], s["j"]["u"], s["j"]["v"]], -1),
+                    jnp.concatenate([jz, ju, jv], -1),
+                )
+            s["rec"] = rec
+        return s
 
-  # Inference (evaluation) ------------------------------------------------------
-  def embed(self, x, y, train):
-    out = {"z_xy": self.joint_encode(x, y, train)}
-    if self.terms.need_zqx:
-      out["z_x"] = self.f_x(self.features_x(x, train), train)
-    if self.terms.need_zqy:
-      out["z_y"] = self.f_y(self.features_y(y, train), train)
-    return out
+    # Inference (evaluation) ------------------------------------------------------
+    def embed(self, x, y, train):
+        out = {"z_xy": self.joint_encode(x, y, train)}
+        if self.terms.need_zqx:
+            out["z_x"] = self.f_x(self.features_x(x, train), train)
+        if self.terms.need_zqy:
+            out["z_y"] = self.f_y(self.features_y(y, train), train)
+        return out
 
-  def x2y(self, x, v, train):
-    """y ~ p(y|x): z = f_x(x), v ~ p(v), y = g_y(z, v)."""
-    return self.decode_y(self.f_x(self.features_x(x, train), train), v, train)
+    def x2y(self, x, v, train):
+        """y ~ p(y|x): z = f_x(x), v ~ p(v), y = g_y(z, v)."""
+        return self.decode_y(self.f_x(self.features_x(x, train), train), v, train)
 
-  def y2x(self, y, u, train):
-    return self.decode_x(self.f_y(self.features_y(y, train), train), u, train)
+    def y2x(self, y, u, train):
+        return self.decode_x(self.f_y(self.features_y(y, train), train), u, train)
 
-  def joint(self, z, u, v, train):
-    return self.decode_x(z, u, train), self.decode_y(z, v, train)
+    def joint(self, z, u, v, train):
+        return self.decode_x(z, u, train), self.decode_y(z, v, train)
 
-  def reconstruct(self, x, y, train):
-    z, u, v, _, _ = self.variational(x, y, train)
-    return self.decode_x(z, u, train), self.decode_y(z, v, train)
+    def reconstruct(self, x, y, train):
+        z, u, v, _, _ = self.variational(x, y, train)
+        return self.decode_x(z, u, train), self.decode_y(z, v, train)
 
 
 # --------------------------------------------------------------------------- discriminator
 
+
 class WynerDiscriminator(nn.Module):
-  """Every density-ratio estimator: shared D_F(x, y), per-key latent embedder E_k and head H_k
-  on [D_F, E_k(latent)], and latent-only MLPs for the agg terms (§2.1).
+    """Every density-ratio estimator: shared D_F(x, y), per-key latent embedder E_k and head H_k
+    on [D_F, E_k(latent)], and latent-only MLPs for the agg terms (§2.1).
 
-  Instance noise (§1.2) is added to everything the discriminator sees: x and y (scaled per
-  feature when configured), z, and u/v, with a fresh draw from the 'noise' RNG stream each
-  time; the CI product samples use the 'permute' stream.
-  """
+    Instance noise (§1.2) is added to everything the discriminator sees: x and y (scaled per
+    feature when configured), z, and u/v, with a fresh draw from the 'noise' RNG stream each
+    time; the CI product samples use the 'permute' stream.
+    """
 
-  arch: Arch
-  terms: Terms
-  sigma_z: float
-  sigma_uv: float
+    arch: Arch
+    terms: Terms
+    sigma_z: float
+    sigma_uv: float
 
-  def setup(self):
-    a = self.arch
-    self.D_F = a.discriminator_feature_map()
-    keys = self.terms.pairs + self.terms.ci
-    self.E = {k: nets.Linear(a.head_hidden, spectral_norm=a.sn, name=f"E_{k}") for k in keys}
-    self.H = {k: nets.MLP(hidden=(a.head_hidden,) * a.head_layers, features=1,
-                          negative_slope=a.disc_slope, name=f"H_{k}") for k in keys}
-    self.A = {k: nets.MLP(hidden=(a.head_hidden,), features=1, negative_slope=a.disc_slope,
-                          name=f"A_{k}") for k in self.terms.agg}
+    def setup(self):
+        a = self.arch
+        self.D_F = a.discriminator_feature_map()
+        keys = self.terms.pairs + self.terms.ci
+        self.E = {k: nets.Linear(a.head_hidden, spectral_norm=a.sn, name=f"E_{k}") for k in keys}
+        self.H = {
+            k: nets.MLP(
+                hidden=(a.head_hidden,) * a.head_layers,
+                features=1,
+                negative_slope=a.disc_slope,
+                name=f"H_{k}",
+            )
+            for k in keys
+        }
+        self.A = {
+            k: nets.MLP(
+                hidden=(a.head_hidden,), features=1, negative_slope=a.disc_slope, name=f"A_{k}"
+            )
+            for k in self.terms.agg
+        }
 
-  def noisy(self, value, sigma, on: bool):
-    if not on:
-      return value
-    return value + sigma * jax.random.normal(self.make_rng("noise"), value.shape, value.dtype)
+    def noisy(self, value, sigma, on: bool):
+        if not on:
+            return value
+        return value + sigma * jax.random.normal(self.make_rng("noise"), value.shape, value.dtype)
 
-  def ratio(self, key, h, latent, train):
-    e = nn.leaky_relu(self.E[key](latent, train), self.arch.disc_slope)
-    return self.H[key](jnp.concatenate([h, e], axis=-1), train)[:, 0]
+    def ratio(self, key, h, latent, train):
+        e = nn.leaky_relu(self.E[key](latent, train), self.arch.disc_slope)
+        return self.H[key](jnp.concatenate([h, e], axis=-1), train)[:, 0]
 
-  def latents(self, sample, which: str, noise: bool):
-    sigma = {"z": self.sigma_z, "u": self.sigma_uv, "v": self.sigma_uv}
-    return jnp.concatenate([self.noisy(sample[c], sigma[c], noise) for c in which], -1)
+    def latents(self, sample, which: str, noise: bool):
+        sigma = {"z": self.sigma_z, "u": self.sigma_uv, "v": self.sigma_uv}
+        return jnp.concatenate([self.noisy(sample[c], sigma[c], noise) for c in which], -1)
 
-  def __call__(self, samples, sigma_x, sigma_y, *, train: bool, noise: bool,
-               detach_ci_features: bool):
-    """Returns {key: (T_k on P-samples, T_k on Q-samples)} for every active estimator."""
-    t = self.terms
-    sets = {s for k in t.pairs for s, _ in PAIRS[k]} | {CI[k] for k in t.ci}
-    # D_F is applied separately to each sample set, so BatchNorm statistics are per set.
-    h = {}
-    for name in sorted(sets):
-      s = samples[name]
-      h[name] = self.D_F(nets.concat_pair(self.noisy(s["x"], sigma_x, noise),
-                                          self.noisy(s["y"], sigma_y, noise)), train)
-    logits = {}
-    for k in t.pairs:
-      (p, p_lat), (q, q_lat) = PAIRS[k]
-      logits[k] = (self.ratio(k, h[p], self.latents(samples[p], p_lat, noise), train),
-                   self.ratio(k, h[q], self.latents(samples[q], q_lat, noise), train))
-    for k in t.ci:
-      name = CI[k]
-      # The CI heads train on detached shared features in the D step (§2.2).
-      hk = jax.lax.stop_gradient(h[name]) if detach_ci_features else h[name]
-      z = samples[name]["z"]
-      z_shuffled = losses.shuffle_latent(z, self.make_rng("permute"))
-      logits[k] = (self.ratio(k, hk, self.noisy(z, self.sigma_z, noise), train),
-                   self.ratio(k, hk, self.noisy(z_shuffled, self.sigma_z, noise), train))
-    for k in t.agg:
-      p, q = AGG[k]
-      lat = samples["latents"]
-      logits[k] = (self.A[k](self.noisy(lat[p], self.sigma_z, noise), train)[:, 0],
-                   self.A[k](self.noisy(lat[q], self.sigma_z, noise), train)[:, 0])
-    return logits
+    def __call__(
+        self, samples, sigma_x, sigma_y, *, train: bool, noise: bool, detach_ci_features: bool
+    ):
+        """Returns {key: (T_k on P-samples, T_k on Q-samples)} for every active estimator."""
+        t = self.terms
+        sets = {s for k in t.pairs for s, _ in PAIRS[k]} | {CI[k] for k in t.ci}
+        # D_F is applied separately to each sample set, so BatchNorm statistics are per set.
+        h = {}
+        for name in sorted(sets):
+            s = samples[name]
+            h[name] = self.D_F(
+                nets.concat_pair(
+                    self.noisy(s["x"], sigma_x, noise), self.noisy(s["y"], sigma_y, noise)
+                ),
+                train,
+            )
+        logits = {}
+        for k in t.pairs:
+            (p, p_lat), (q, q_lat) = PAIRS[k]
+            logits[k] = (
+                self.ratio(k, h[p], self.latents(samples[p], p_lat, noise), train),
+                self.ratio(k, h[q], self.latents(samples[q], q_lat, noise), train),
+            )
+        for k in t.ci:
+            name = CI[k]
+            # The CI heads train on detached shared features in the D step (§2.2).
+            hk = jax.lax.stop_gradient(h[name]) if detach_ci_features else h[name]
+            z = samples[name]["z"]
+            z_shuffled = losses.shuffle_latent(z, self.make_rng("permute"))
+            logits[k] = (
+                self.ratio(k, hk, self.noisy(z, self.sigma_z, noise), train),
+                self.ratio(k, hk, self.noisy(z_shuffled, self.sigma_z, noise), train),
+            )
+        for k in t.agg:
+            p, q = AGG[k]
+            lat = samples["latents"]
+            logits[k] = (
+                self.A[k](self.noisy(lat[p], self.sigma_z, noise), train)[:, 0],
+                self.A[k](self.noisy(lat[q], self.sigma_z, noise), train)[:, 0],
+            )
+        return logits
 
 
 # --------------------------------------------------------------------------- state, update
 
+
 @struct.dataclass
 class WynerState:
-  step: jax.Array
-  rng: jax.Array  # raw uint32 key; per-step keys are fold_in(rng, step)
-  gen_params: Any
-  gen_stats: Any  # BatchNorm running averages and spectral-norm vectors
-  disc_params: Any
-  disc_stats: Any
-  gen_opt: Any
-  disc_opt: Any
-  ema_params: Any
+    step: jax.Array
+    rng: jax.Array  # raw uint32 key; per-step keys are fold_in(rng, step)
+    gen_params: Any
+    gen_stats: Any  # BatchNorm running averages and spectral-norm vectors
+    disc_params: Any
+    disc_stats: Any
+    gen_opt: Any
+    disc_opt: Any
+    ema_params: Any
 
 
 def make_optimizer(o, lr: float) -> optax.GradientTransformation:
-  """Adam with amsgrad, betas (0.5, 0.999) by default (§3.1), or RMSprop."""
-  if o.name == "adam":
-    opt = (optax.amsgrad(lr, b1=o.b1, b2=o.b2, eps=o.eps) if o.amsgrad
-           else optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps))
-  elif o.name == "rmsprop":
-    opt = optax.rmsprop(lr, decay=0.99, eps=o.eps)
-  else:
-    raise ValueError(f"config.optim.name must be 'adam' or 'rmsprop', got {o.name!r}.")
-  if o.clip_grad_norm > 0:
-    opt = optax.chain(optax.clip_by_global_norm(o.clip_grad_norm), opt)
-  return opt
+    """Adam with amsgrad, betas (0.5, 0.999) by default (§3.1), or RMSprop."""
+    if o.name == "adam":
+        opt = (
+            optax.amsgrad(lr, b1=o.b1, b2=o.b2, eps=o.eps)
+            if o.amsgrad
+            else optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
+        )
+    elif o.name == "rmsprop":
+        opt = optax.rmsprop(lr, decay=0.99, eps=o.eps)
+    else:
+        raise ValueError(f"config.optim.name must be 'adam' or 'rmsprop', got {o.name!r}.")
+    if o.clip_grad_norm > 0:
+        opt = optax.chain(optax.clip_by_global_norm(o.clip_grad_norm), opt)
+    return opt
 
 
 def ema_decay(decay: float, num_updates, warmup: bool):
-  """torch_ema's decay with ``use_num_updates``: min(d, (1+n)/(10+n)) after n updates."""
-  if not warmup:
-    return jnp.asarray(decay, jnp.float32)
-  n = jnp.asarray(num_updates, jnp.float32)
-  return jnp.minimum(decay, (1.0 + n) / (10.0 + n))
+    """torch_ema's decay with ``use_num_updates``: min(d, (1+n)/(10+n)) after n updates."""
+    if not warmup:
+        return jnp.asarray(decay, jnp.float32)
+    n = jnp.asarray(num_updates, jnp.float32)
+    return jnp.minimum(decay, (1.0 + n) / (10.0 + n))
 
 
 def ema_update(ema, params, decay):
-  """Shadow update s ← s − (1 − d)(s − θ)."""
-  return jax.tree_util.tree_map(lambda s, p: s - (1.0 - decay) * (s - p), ema, params)
+    """Shadow update s ← s − (1 − d)(s − θ)."""
+    return jax.tree_util.tree_map(lambda s, p: s - (1.0 - decay) * (s - p), ema, params)
 
 
 class WynerModel:
-  """The Variational Wyner model behind the ``PairedModel`` interface."""
+    """The Variational Wyner model behind the ``PairedModel`` interface."""
 
-  name = "wyner"
+    name = "wyner"
 
-  def __init__(self, config, dataset):
-    self.config = config
-    self.arch = Arch.from_config(config.model, dataset.x_shape, dataset.y_shape)
-    self.terms = Terms.from_lambdas(config.loss.lambdas)
-    self.lambdas = {k: float(v) for k, v in config.loss.lambdas.items()}
-    noise = config.loss.instance_noise
-    self.generator = WynerGenerator(self.arch, self.terms)
-    self.discriminator = WynerDiscriminator(self.arch, self.terms, sigma_z=noise.z,
-                                            sigma_uv=noise.uv)
-    scale_x = dataset.x_std if noise.scale_by_data_std else 1.0
-    scale_y = dataset.y_std if noise.scale_by_data_std else 1.0
-    self.sigma_x = np.asarray(noise.xy * scale_x, np.float32)
-    self.sigma_y = np.asarray(noise.xy * scale_y, np.float32)
-    self.noise_in_g_step = bool(noise.in_generator_step)
-    l = config.loss
-    if l.discriminator not in losses.DENSITY_RATIO_OBJECTIVES:
-      raise ValueError(f"config.loss.discriminator {l.discriminator!r} is not one of "
-                       f"{sorted(losses.DENSITY_RATIO_OBJECTIVES)}.")
-    if l.generator not in losses.GENERATOR_PLUGINS:
-      raise ValueError(f"config.loss.generator {l.generator!r} is not one of "
-                       f"{sorted(losses.GENERATOR_PLUGINS)}.")
-    for side in ("recon_x", "recon_y", "recon_latent"):
-      if l[side] not in losses.RECONSTRUCTION_LOSSES:
-        raise ValueError(f"config.loss.{side} {l[side]!r} is not one of "
-                         f"{sorted(losses.RECONSTRUCTION_LOSSES)}.")
-    self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator)
-    self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator)
+    def __init__(self, config, dataset):
+        self.config = config
+        self.arch = Arch.from_config(config.model, dataset.x_shape, dataset.y_shape)
+        self.terms = Terms.from_lambdas(config.loss.lambdas)
+        self.lambdas = {k: float(v) for k, v in config.loss.lambdas.items()}
+        noise = config.loss.instance_noise
+        self.generator = WynerGenerator(self.arch, self.terms)
+        self.discriminator = WynerDiscriminator(
+            self.arch, self.terms, sigma_z=noise.z, sigma_uv=noise.uv
+        )
+        scale_x = dataset.x_std if noise.scale_by_data_std else 1.0
+        scale_y = dataset.y_std if noise.scale_by_data_std else 1.0
+        self.sigma_x = np.asarray(noise.xy * scale_x, np.float32)
+        self.sigma_y = np.asarray(noise.xy * scale_y, np.float32)
+        self.noise_in_g_step = bool(noise.in_generator_step)
+        l = config.loss
+        if l.discriminator not in losses.DENSITY_RATIO_OBJECTIVES:
+            raise ValueError(
+                f"config.loss.discriminator {l.discriminator!r} is not one of "
+                f"{sorted(losses.DENSITY_RATIO_OBJECTIVES)}."
+            )
+        if l.generator not in losses.GENERATOR_PLUGINS:
+            raise ValueError(
+                f"config.loss.generator {l.generator!r} is not one of "
+                f"{sorted(losses.GENERATOR_PLUGINS)}."
+            )
+        for side in ("recon_x", "recon_y", "recon_latent"):
+            if l[side] not in losses.RECONSTRUCTION_LOSSES:
+                raise ValueError(
+                    f"config.loss.{side} {l[side]!r} is not one of "
+                    f"{sorted(losses.RECONSTRUCTION_LOSSES)}."
+                )
+        self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator)
+        self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator)
 
-  # ------------------------------------------------------------------ randomness
-  def sample_prior(self, key, shape):
-    if self.arch.prior == "uniform":
-      return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
-    return jax.random.normal(key, shape)
+    # ------------------------------------------------------------------ randomness
+    def sample_prior(self, key, shape):
+        if self.arch.prior == "uniform":
+            return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+        return jax.random.normal(key, shape)
 
-  def sample_priors(self, key, batch_size: int):
-    """Independent draws: z, u, v for the joint model; u_c, v_c for the conditionals."""
-    a = self.arch
-    dims = dict(z=a.dz, u=a.du, v=a.dv, u_c=a.du, v_c=a.dv)
-    keys = jax.random.split(key, len(dims))
-    return {n: self.sample_prior(k, (batch_size, d)) for k, (n, d) in zip(keys, dims.items())}
+    def sample_priors(self, key, batch_size: int):
+        """Independent draws: z, u, v for the joint model; u_c, v_c for the conditionals."""
+        a = self.arch
+        dims = dict(z=a.dz, u=a.du, v=a.dv, u_c=a.du, v_c=a.dv)
+        keys = jax.random.split(key, len(dims))
+        return {n: self.sample_prior(k, (batch_size, d)) for k, (n, d) in zip(keys, dims.items())}
 
-  # ------------------------------------------------------------------ init
-  def init(self, rng, batch):
-    rng = jnp.asarray(rng)
-    k_gen, k_disc, k_prior, k_noise, k_perm, k_enc = jax.random.split(rng, 6)
-    x, y = batch["x"], batch["y"]
-    prior = self.sample_priors(k_prior, x.shape[0])
-    gen_vars = self.generator.init({"params": k_gen, "encoder_noise": k_enc}, x, y, prior,
-                                   train=True, recon=True)
-    samples, _ = self.generator.apply(gen_vars, x, y, prior, train=True, recon=False,
-                                      rngs={"encoder_noise": k_enc}, mutable=["batch_stats"])
-    disc_vars = self.discriminator.init(
-        {"params": k_disc, "noise": k_noise, "permute": k_perm}, samples, self.sigma_x,
-        self.sigma_y, train=True, noise=True, detach_ci_features=True)
-    gen_params = gen_vars["params"]
-    disc_params = disc_vars["params"]
-    return WynerState(
-        step=jnp.zeros((), jnp.int32),
-        rng=jax.random.fold_in(rng, 1),
-        gen_params=gen_params, gen_stats=gen_vars.get("batch_stats", {}),
-        disc_params=disc_params, disc_stats=disc_vars.get("batch_stats", {}),
-        gen_opt=self.gen_opt.init(gen_params), disc_opt=self.disc_opt.init(disc_params),
-        ema_params=gen_params)
+    # ------------------------------------------------------------------ init
+    def init(self, rng, batch):
+        rng = jnp.asarray(rng)
+        k_gen, k_disc, k_prior, k_noise, k_perm, k_enc = jax.random.split(rng, 6)
+        x, y = batch["x"], batch["y"]
+        prior = self.sample_priors(k_prior, x.shape[0])
+        gen_vars = self.generator.init(
+            {"params": k_gen, "encoder_noise": k_enc}, x, y, prior, train=True, recon=True
+        )
+        samples, _ = self.generator.apply(
+            gen_vars,
+            x,
+            y,
+            prior,
+            train=True,
+            recon=False,
+            rngs={"encoder_noise": k_enc},
+            mutable=["batch_stats"],
+        )
+        disc_vars = self.discriminator.init(
+            {"params": k_disc, "noise": k_noise, "permute": k_perm},
+            samples,
+            self.sigma_x,
+            self.sigma_y,
+            train=True,
+            noise=True,
+            detach_ci_features=True,
+        )
+        gen_params = gen_vars["params"]
+        disc_params = disc_vars["params"]
+        return WynerState(
+            step=jnp.zeros((), jnp.int32),
+            rng=jax.random.fold_in(rng, 1),
+            gen_params=gen_params,
+            gen_stats=gen_vars.get("batch_stats", {}),
+            disc_params=disc_params,
+            disc_stats=disc_vars.get("batch_stats", {}),
+            gen_opt=self.gen_opt.init(gen_params),
+            disc_opt=self.disc_opt.init(disc_params),
+            ema_params=gen_params,
+        )
 
-  # ------------------------------------------------------------------ losses
-  def discriminator_loss(self, logits):
-    """L_D = Σ_k w_k · (−J_k), J the density-ratio objective (§2.3)."""
-    objective = losses.DENSITY_RATIO_OBJECTIVES[self.config.loss.discriminator]
-    a = self.config.loss.label_smoothing
-    terms = {}
-    total = 0.0
-    for k, (t_p, t_q) in logits.items():
-      j = (losses.js_objective(t_p, t_q, label_smoothing=a)
-           if self.config.loss.discriminator == "js" else objective(t_p, t_q))
-      terms[f"disc/{k}"] = -j
-      w = 1.0 if self.config.loss.uniform_disc_weights else self.lambdas[k]
-      total = total + w * (-j)
-    terms["disc/total"] = total
-    return total, terms
+    # ------------------------------------------------------------------ losses
+    def discriminator_loss(self, logits):
+        """L_D = Σ_k w_k · (−J_k), J the density-ratio objective (§2.3)."""
+        objective = losses.DENSITY_RATIO_OBJECTIVES[self.config.loss.discriminator]
+        a = self.config.loss.label_smoothing
+        terms = {}
+        total = 0.0
+        for k, (t_p, t_q) in logits.items():
+            j = (
+                losses.js_objective(t_p, t_q, label_smoothing=a)
+                if self.config.loss.discriminator == "js"
+                else objective(t_p, t_q)
+            )
+            terms[f"disc/{k}"] = -j
+            w = 1.0 if self.config.loss.uniform_disc_weights else self.lambdas[k]
+            total = total + w * (-j)
+        terms["disc/total"] = total
+        return total, terms
 
-  def generator_loss(self, logits, rec):
-    """L_G = Σ λ_k S_k + Σ λ_CI E_P[T_CI] + Σ λ_agg S_agg + Σ λ_r R_r (§2.5)."""
-    plugin = losses.GENERATOR_PLUGINS[self.config.loss.generator]
-    recon = losses.RECONSTRUCTION_LOSSES
-    side_loss = {"x": recon[self.config.loss.recon_x], "y": recon[self.config.loss.recon_y],
-                 "latent": recon[self.config.loss.recon_latent]}
-    terms = {}
-    for k in self.terms.pairs + self.terms.agg:
-      terms[f"gen/{k}"] = plugin(*logits[k])
-    for k in self.terms.ci:
-      terms[f"gen/{k}"] = losses.ci_penalty(logits[k][0])
-    for k in self.terms.rec:
-      target, pred = rec[k]
-      terms[f"gen/{k}"] = side_loss[RECONSTRUCTIONS[k]](pred, target)
-    total = sum(self.lambdas[k.split("/", 1)[1]] * v for k, v in terms.items())
-    terms["gen/total"] = total
-    return total, terms
+    def generator_loss(self, logits, rec):
+        """L_G = Σ λ_k S_k + Σ λ_CI E_P[T_CI] + Σ λ_agg S_agg + Σ λ_r R_r (§2.5)."""
+        plugin = losses.GENERATOR_PLUGINS[self.config.loss.generator]
+        recon = losses.RECONSTRUCTION_LOSSES
+        side_loss = {
+            "x": recon[self.config.loss.recon_x],
+            "y": recon[self.config.loss.recon_y],
+            "latent": recon[self.config.loss.recon_latent],
+        }
+        terms = {}
+        for k in self.terms.pairs + self.terms.agg:
+            terms[f"gen/{k}"] = plugin(*logits[k])
+        for k in self.terms.ci:
+            terms[f"gen/{k}"] = losses.ci_penalty(logits[k][0])
+        for k in self.terms.rec:
+            target, pred = rec[k]
+            terms[f"gen/{k}"] = side_loss[RECONSTRUCTIONS[k]](pred, target)
+        total = sum(self.lambdas[k.split("/", 1)[1]] * v for k, v in terms.items())
+        terms["gen/total"] = total
+        return total, terms
 
-  # ------------------------------------------------------------------ the update
-  def train_step(self, state: WynerState, batch):
-    """D update, then G update on the same batch with fresh draws, then EMA (§3.2)."""
-    x, y = batch["x"], batch["y"]
-    n = x.shape[0]
-    key = jax.random.fold_in(state.rng, state.step)
-    (k_d_prior, k_d_noise, k_d_perm, k_d_enc, k_g_prior, k_g_noise, k_g_perm,
-     k_g_enc) = jax.random.split(key, 8)
+    # ------------------------------------------------------------------ the update
+    def train_step(self, state: WynerState, batch):
+        """D update, then G update on the same batch with fresh draws, then EMA (§3.2)."""
+        x, y = batch["x"], batch["y"]
+        n = x.shape[0]
+        key = jax.random.fold_in(state.rng, state.step)
+        k_d_prior, k_d_noise, k_d_perm, k_d_enc, k_g_prior, k_g_noise, k_g_perm, k_g_enc = (
+            jax.random.split(key, 8)
+        )
 
-    # Discriminator step: generator outputs are constants.
-    prior = self.sample_priors(k_d_prior, n)
-    samples, gen_upd = self.generator.apply(
-        {"params": state.gen_params, "batch_stats": state.gen_stats}, x, y, prior,
-        train=True, recon=False, rngs={"encoder_noise": k_d_enc}, mutable=["batch_stats"])
-    samples = jax.lax.stop_gradient(samples)
-    gen_stats = gen_upd["batch_stats"]
+        # Discriminator step: generator outputs are constants.
+        prior = self.sample_priors(k_d_prior, n)
+        samples, gen_upd = self.generator.apply(
+            {"params": state.gen_params, "batch_stats": state.gen_stats},
+            x,
+            y,
+            prior,
+            train=True,
+            recon=False,
+            rngs={"encoder_noise": k_d_enc},
+            mutable=["batch_stats"],
+        )
+        samples = jax.lax.stop_gradient(samples)
+        gen_stats = gen_upd["batch_stats"]
 
-    def disc_loss_fn(disc_params):
-      logits, upd = self.discriminator.apply(
-          {"params": disc_params, "batch_stats": state.disc_stats}, samples, self.sigma_x,
-          self.sigma_y, train=True, noise=True, detach_ci_features=True,
-          rngs={"noise": k_d_noise, "permute": k_d_perm}, mutable=["batch_stats"])
-      total, terms = self.discriminator_loss(logits)
-      return total, (terms, upd["batch_stats"])
+        def disc_loss_fn(disc_params):
+            logits, upd = self.discriminator.apply(
+                {"params": disc_params, "batch_stats": state.disc_stats},
+                samples,
+                self.sigma_x,
+                self.sigma_y,
+                train=True,
+                noise=True,
+                detach_ci_features=True,
+                rngs={"noise": k_d_noise, "permute": k_d_perm},
+                mutable=["batch_stats"],
+            )
+            total, terms = self.discriminator_loss(logits)
+            return total, (terms, upd["batch_stats"])
 
-    (_, (d_terms, disc_stats)), d_grads = jax.value_and_grad(disc_loss_fn, has_aux=True)(
-        state.disc_params)
-    d_updates, disc_opt = self.disc_opt.update(d_grads, state.disc_opt, state.disc_params)
-    disc_params = optax.apply_updates(state.disc_params, d_updates)
+        (_, (d_terms, disc_stats)), d_grads = jax.value_and_grad(disc_loss_fn, has_aux=True)(
+            state.disc_params
+        )
+        d_updates, disc_opt = self.disc_opt.update(d_grads, state.disc_opt, state.disc_params)
+        disc_params = optax.apply_updates(state.disc_params, d_updates)
 
-    # Generator step: the discriminator is frozen but differentiated through.
-    prior = self.sample_priors(k_g_prior, n)
+        # Generator step: the discriminator is frozen but differentiated through.
+        prior = self.sample_priors(k_g_prior, n)
 
-    def gen_loss_fn(gen_params):
-      s, g_upd = self.generator.apply(
-          {"params": gen_params, "batch_stats": gen_stats}, x, y, prior, train=True,
-          recon=True, rngs={"encoder_noise": k_g_enc}, mutable=["batch_stats"])
-      logits, d_upd = self.discriminator.apply(
-          {"params": disc_params, "batch_stats": disc_stats}, s, self.sigma_x, self.sigma_y,
-          train=True, noise=self.noise_in_g_step, detach_ci_features=False,
-          rngs={"noise": k_g_noise, "permute": k_g_perm}, mutable=["batch_stats"])
-      total, terms = self.generator_loss(logits, s.get("rec", {}))
-      return total, (terms, g_upd["batch_stats"], d_upd["batch_stats"])
+        def gen_loss_fn(gen_params):
+            s, g_upd = self.generator.apply(
+                {"params": gen_params, "batch_stats": gen_stats},
+                x,
+                y,
+                prior,
+                train=True,
+                recon=True,
+                rngs={"encoder_noise": k_g_enc},
+                mutable=["batch_stats"],
+            )
+            logits, d_upd = self.discriminator.apply(
+                {"params": disc_params, "batch_stats": disc_stats},
+                s,
+                self.sigma_x,
+                self.sigma_y,
+                train=True,
+                noise=self.noise_in_g_step,
+                detach_ci_features=False,
+                rngs={"noise": k_g_noise, "permute": k_g_perm},
+                mutable=["batch_stats"],
+            )
+            total, terms = self.generator_loss(logits, s.get("rec", {}))
+            return total, (terms, g_upd["batch_stats"], d_upd["batch_stats"])
 
-    (_, (g_terms, gen_stats, disc_stats)), g_grads = jax.value_and_grad(
-        gen_loss_fn, has_aux=True)(state.gen_params)
-    g_updates, gen_opt = self.gen_opt.update(g_grads, state.gen_opt, state.gen_params)
-    gen_params = optax.apply_updates(state.gen_params, g_updates)
+        (_, (g_terms, gen_stats, disc_stats)), g_grads = jax.value_and_grad(
+            gen_loss_fn, has_aux=True
+        )(state.gen_params)
+        g_updates, gen_opt = self.gen_opt.update(g_grads, state.gen_opt, state.gen_params)
+        gen_params = optax.apply_updates(state.gen_params, g_updates)
 
-    decay = ema_decay(self.config.ema.decay, state.step + 1, self.config.ema.warmup)
-    ema_params = ema_update(state.ema_params, gen_params, decay)
+        decay = ema_decay(self.config.ema.decay, state.step + 1, self.config.ema.warmup)
+        ema_params = ema_update(state.ema_params, gen_params, decay)
 
-    new_state = state.replace(
-        step=state.step + 1, gen_params=gen_params, gen_stats=gen_stats,
-        disc_params=disc_params, disc_stats=disc_stats, gen_opt=gen_opt, disc_opt=disc_opt,
-        ema_params=ema_params)
-    metrics = {**d_terms, **g_terms}
-    return new_state, metrics
+        new_state = state.replace(
+            step=state.step + 1,
+            gen_params=gen_params,
+            gen_stats=gen_stats,
+            disc_params=disc_params,
+            disc_stats=disc_stats,
+            gen_opt=gen_opt,
+            disc_opt=disc_opt,
+            ema_params=ema_params,
+        )
+        metrics = {**d_terms, **g_terms}
+        return new_state, metrics
 
-  # ------------------------------------------------------------------ inference
-  def eval_variables(self, state: WynerState):
-    return {"params": state.ema_params, "batch_stats": state.gen_stats}
+    # ------------------------------------------------------------------ inference
+    def eval_variables(self, state: WynerState):
+        return {"params": state.ema_params, "batch_stats": state.gen_stats}
 
-  def _apply(self, variables, *args, method, key=None):
-    train = bool(self.config.model.bn_batch_stats_at_eval)
-    # Encoder noise (when configured) stays on at evaluation, as in the reference; without
-    # a key (embeddings, reconstructions) a fixed one keeps evaluation deterministic.
-    key = jax.random.PRNGKey(0) if key is None else jax.random.fold_in(key, 1)
-    # In "train" mode BatchNorm and spectral norm write updated statistics; evaluation
-    # discards them so it never changes the training state.
-    out, _ = self.generator.apply(variables, *args, train=train, method=method,
-                                  rngs={"encoder_noise": key}, mutable=["batch_stats"])
-    return out
+    def _apply(self, variables, *args, method, key=None):
+        train = bool(self.config.model.bn_batch_stats_at_eval)
+        # Encoder noise (when configured) stays on at evaluation, as in the reference; without
+        # a key (embeddings, reconstructions) a fixed one keeps evaluation deterministic.
+        key = jax.random.PRNGKey(0) if key is None else jax.random.fold_in(key, 1)
+        # In "train" mode BatchNorm and spectral norm write updated statistics; evaluation
+        # discards them so it never changes the training state.
+        out, _ = self.generator.apply(
+            variables,
+            *args,
+            train=train,
+            method=method,
+            rngs={"encoder_noise": key},
+            mutable=["batch_stats"],
+        )
+        return out
 
-  def embed(self, variables, x, y):
-    return self._apply(variables, x, y, method=WynerGenerator.embed)
+    def embed(self, variables, x, y):
+        return self._apply(variables, x, y, method=WynerGenerator.embed)
 
-  def translate_x2y(self, variables, x, key):
-    v = self.sample_prior(key, (x.shape[0], self.arch.dv))
-    return self._apply(variables, x, v, method=WynerGenerator.x2y, key=key)
+    def translate_x2y(self, variables, x, key):
+        v = self.sample_prior(key, (x.shape[0], self.arch.dv))
+        return self._apply(variables, x, v, method=WynerGenerator.x2y, key=key)
 
-  def translate_y2x(self, variables, y, key):
-    u = self.sample_prior(key, (y.shape[0], self.arch.du))
-    return self._apply(variables, y, u, method=WynerGenerator.y2x, key=key)
+    def translate_y2x(self, variables, y, key):
+        u = self.sample_prior(key, (y.shape[0], self.arch.du))
+        return self._apply(variables, y, u, method=WynerGenerator.y2x, key=key)
 
-  def sample_joint(self, variables, key, n):
-    kz, ku, kv = jax.random.split(key, 3)
-    a = self.arch
-    return self._apply(variables, self.sample_prior(kz, (n, a.dz)),
-                       self.sample_prior(ku, (n, a.du)), self.sample_prior(kv, (n, a.dv)),
-                       method=WynerGenerator.joint)
+    def sample_joint(self, variables, key, n):
+        kz, ku, kv = jax.random.split(key, 3)
+        a = self.arch
+        return self._apply(
+            variables,
+            self.sample_prior(kz, (n, a.dz)),
+            self.sample_prior(ku, (n, a.du)),
+            self.sample_prior(kv, (n, a.dv)),
+            method=WynerGenerator.joint,
+        )
 
-  def reconstruct(self, variables, x, y):
-    return self._apply(variables, x, y, method=WynerGenerator.reconstruct)
+    def reconstruct(self, variables, x, y):
+        return self._apply(variables, x, y, method=WynerGenerator.reconstruct)
 
-  def capabilities(self, state) -> set[str]:
-    """Which inference methods this trained configuration supports (its networks exist)."""
-    have = set(state.gen_params)
-    caps = {"embed"}
-    if {"f_x", "g_y"} <= have:
-      caps.add("x2y")
-    if {"f_y", "g_x"} <= have:
-      caps.add("y2x")
-    if {"g_x", "g_y"} <= have:
-      caps |= {"joint", "reconstruct"}
-    return caps
+    def capabilities(self, state) -> set[str]:
+        """Which inference methods this trained configuration supports (its networks exist)."""
+        have = set(state.gen_params)
+        caps = {"embed"}
+        if {"f_x", "g_y"} <= have:
+            caps.add("x2y")
+        if {"f_y", "g_x"} <= have:
+            caps.add("y2x")
+        if {"g_x", "g_y"} <= have:
+            caps |= {"joint", "reconstruct"}
+        return caps
