@@ -100,8 +100,7 @@ def replicate(tree, mesh: Mesh):
 
 
 def compile_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
-    """``jit(step_fn)`` with the state replicated and donated and the batch sharded."""
+    """``jit(step_fn)`` with the state replicated and donated, the batch sharded, and every
+    output (state, metrics, flags) replicated."""
     rep, sharded = replicated(mesh), batch_sharded(mesh)
-    return jax.jit(
-        step_fn, in_shardings=(rep, sharded), out_shardings=(rep, rep), donate_argnums=(0,)
-    )
+    return jax.jit(step_fn, in_shardings=(rep, sharded), out_shardings=rep, donate_argnums=(0,))

@@ -7,16 +7,16 @@ config ──> data.build ──> global batches (sharded over 'data')
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import math
 import os
 
 import jax
 import jax.numpy as jnp
 from absl import logging
 
-from wyner_jax import checkpointing, data, parallel
+from wyner_jax import checkpointing, data, faults, parallel
 from wyner_jax.metrics_writer import MetricsWriter, Progress, log_progress, write_json_atomic
 from wyner_jax.models.base import build_model
 
@@ -65,21 +65,36 @@ def create_state(model, config, dataset, mesh):
     return init(jax.random.PRNGKey(config.seed), {k: jnp.asarray(v) for k, v in batch.items()})
 
 
-def check_finite(step: int, metrics: dict[str, float]) -> None:
-    bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
-    if bad:
-        raise FloatingPointError(
-            f"Non-finite loss at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)}. "
-            "The state of this step is not saved; the latest checkpoint is the last good one. "
-            "Lower the learning rates or check the input data for NaN/Inf."
-        )
+def nonfinite_error(step: int, metrics: dict[str, float]) -> FloatingPointError:
+    bad = faults.nonfinite_terms(metrics)
+    return FloatingPointError(
+        f"Non-finite loss at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)}. "
+        "That update was discarded and nothing after it was saved; the latest checkpoint is "
+        "the last good state. Lower the learning rates, check the input data for NaN/Inf, or "
+        "set --config.train.on_nonfinite=skip to skip such batches."
+    )
 
 
-def train(config, workdir: str, dataset=None, mesh=None, model=None):
+@dataclasses.dataclass
+class TrainResult:
+    model: object
+    state: object
+    dataset: object
+    mesh: object
+    preempted: str | None = None  # the signal that stopped training early, if any
+
+
+def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainResult:
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint.
 
-    Returns (model, state, dataset, mesh) for evaluation.
+    A non-finite update stops training (``train.on_nonfinite='stop'``) or is skipped and
+    counted (``'skip'``); SIGTERM/SIGINT save a checkpoint at the current step and return.
     """
+    if config.train.on_nonfinite not in ("stop", "skip"):
+        raise ValueError(
+            f"config.train.on_nonfinite must be 'stop' or 'skip', got "
+            f"{config.train.on_nonfinite!r}."
+        )
     # Everything that can reject the config runs before anything is written to workdir.
     mesh = mesh if mesh is not None else parallel.make_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
@@ -101,41 +116,72 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None):
     start = int(jax.device_get(state.step))
     total = int(config.train.num_steps)
 
-    step_fn = parallel.compile_train_step(model.train_step, mesh)
+    step_fn = parallel.compile_train_step(faults.guard_nonfinite(model.train_step), mesh)
     writer = MetricsWriter(workdir, enabled=is_chief)
     progress = Progress(start, total)
     B, seed = config.train.batch_size, config.seed
     pi, pc = jax.process_index(), jax.process_count()
     log_every, ckpt_every = config.train.log_every, config.train.checkpoint_every
     image_every = config.train.image_every
+    skip = config.train.on_nonfinite == "skip"
+    pending = []  # (step, finite flag, metrics) on device, read at the next check
+    skipped = 0
+    preempted = None
     try:
-        for step in range(start, total):
-            batch = parallel.global_batch(dataset.train_batch(step, B, seed, pi, pc), mesh)
-            state, metrics = step_fn(state, batch)
-            done = step + 1
-            if done % log_every == 0 or done % ckpt_every == 0 or done == total:
+        with faults.Preemption() as preemption:
+            for step in range(start, total):
+                batch = parallel.global_batch(dataset.train_batch(step, B, seed, pi, pc), mesh)
+                state, metrics, finite = step_fn(state, batch)
+                done = step + 1
+                pending.append((done, finite, metrics))
+                save = done % ckpt_every == 0 or done == total or preemption.requested
+                log = done % log_every == 0 or done == total
+                if not (save or log):
+                    continue
+                flags = jax.device_get([f for _, f, _ in pending])
+                bad = [p for p, ok in zip(pending, flags) if not ok]
+                pending = []
+                if bad and not skip:
+                    first_step, _, first_metrics = bad[0]
+                    raise nonfinite_error(first_step, jax.device_get(first_metrics))
+                if bad:
+                    skipped += len(bad)
+                    logging.warning(
+                        "Skipped %d non-finite update(s), the first at step %d.",
+                        len(bad),
+                        bad[0][0],
+                    )
                 values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                check_finite(done, values)
+                values["train/skipped_updates"] = float(skipped)
                 writer.scalars(done, values)
-                if is_chief and (done % log_every == 0 or done == total):
+                if is_chief and log:
                     log_progress(progress.line(done, values, PROGRESS_KEYS))
-            if image_every > 0 and (done % image_every == 0) and is_chief:
-                from wyner_jax.evaluation import runner
+                if image_every > 0 and done % image_every == 0 and is_chief:
+                    from wyner_jax.evaluation import runner
 
-                runner.log_image_grids(model, state, dataset, config, writer, done)
-            if done % ckpt_every == 0 or done == total:
-                ckpt.save(done, state)
+                    runner.log_image_grids(model, state, dataset, config, writer, done)
+                if save:
+                    ckpt.save(done, state, force=True)
+                if preemption.requested:
+                    preempted = preemption.requested
+                    ckpt.wait()
+                    log_progress(
+                        f"{preempted} received: saved the checkpoint of step {done}; "
+                        "run the same command again to continue."
+                    )
+                    break
     finally:
         ckpt.wait()
         writer.close()
     ckpt.close()
-    return model, state, dataset, mesh
+    return TrainResult(model, state, dataset, mesh, preempted)
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains, then evaluates the EMA generator; writes metrics.json and figures/."""
-    model, state, dataset, mesh = train(config, workdir)
-    if not config.train.evaluate_at_end:
+    result = train(config, workdir)
+    model, state, dataset = result.model, result.state, result.dataset
+    if not config.train.evaluate_at_end or result.preempted:
         return {}
     from wyner_jax.evaluation import runner
 

@@ -12,10 +12,12 @@ from typing import Any, Callable
 from wyner_jax.data.base import Domain, PairedArrays, PairedDataset, pair_by_label
 from wyner_jax.data.digits import load_digits_add1
 from wyner_jax.data.gaussian import load_gaussian
+from wyner_jax.data.sketchy import SketchyDataset, load_sketchy
 
 REGISTRY: dict[str, Callable[..., PairedDataset]] = {
     "digits_add1": load_digits_add1,
     "gaussian": load_gaussian,
+    "sketchy": load_sketchy,
 }
 
 
@@ -62,8 +64,10 @@ __all__ = [
     "Domain",
     "PairedArrays",
     "PairedDataset",
+    "SketchyDataset",
     "build",
     "load_digits_add1",
     "load_gaussian",
+    "load_sketchy",
     "pair_by_label",
 ]

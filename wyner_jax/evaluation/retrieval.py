@@ -15,6 +15,11 @@ Conventions (they change numbers slightly, so they are fixed and documented):
     is replaced by the maximum precision at ranks >= r before averaging. It is >= mAP@all.
   * P@k: share of relevant items among the k nearest, averaged over all queries (a query
     with no relevant item scores 0, which is its true precision).
+  * mAP@k (Sketchy split 2, `map_ks`): the ECCV-2018 CVAE definition that IIAE's code
+    prints (iiae.md §4): (1/k) · Σ_{j≤k} rel_j · h_j / j with h_j the hits in the top j. It
+    divides by k, not by the number of relevant items, so it is not SEM-PCYC's sklearn
+    mAP@200; averaged over all queries.
+  * Per-class AP (`per_class_average_precision`): mean plain AP of the queries of each class.
 """
 
 from __future__ import annotations
@@ -97,6 +102,19 @@ def average_precision(ranked_relevance: jax.Array, interpolated: bool = False) -
     return jnp.where(num_relevant > 0, ap, jnp.nan)
 
 
+def average_precision_at_k(ranked_relevance: jax.Array, k: int) -> jax.Array:
+    """Per-query mAP@k of the ECCV-2018 CVAE code (Sketchy split 2 "mAP@200", iiae.md §4):
+    (1/k) · Σ_{j≤k} rel_j · h_j / j, h_j = number of relevant items in the top j."""
+    g = ranked_relevance.shape[1]
+    if not 1 <= k <= g:
+        raise ValueError(
+            f"k={k} must lie in [1, gallery size {g}]; lower k or enlarge the gallery."
+        )
+    rel = ranked_relevance[:, :k].astype(jnp.float32)
+    ranks = jnp.arange(1, k + 1, dtype=jnp.float32)
+    return jnp.sum(rel * jnp.cumsum(rel, axis=1) / ranks, axis=1) / k
+
+
 def mean_average_precision(ranked_relevance: jax.Array, interpolated: bool = False) -> float:
     """mAP: mean of `average_precision` over queries with at least one relevant item
     (NaN if there are none)."""
@@ -104,8 +122,16 @@ def mean_average_precision(ranked_relevance: jax.Array, interpolated: bool = Fal
     return float(np.nanmean(ap)) if np.any(~np.isnan(ap)) else float("nan")
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "ks"))
-def _chunk_stats(queries, gallery, query_labels, gallery_labels, metric: str, ks: tuple[int, ...]):
+@functools.partial(jax.jit, static_argnames=("metric", "ks", "map_ks"))
+def _chunk_stats(
+    queries,
+    gallery,
+    query_labels,
+    gallery_labels,
+    metric: str,
+    ks: tuple[int, ...],
+    map_ks: tuple[int, ...] = (),
+):
     rel = rank_relevance(queries, gallery, query_labels, gallery_labels, metric)
     stats = {
         "mAP@all": average_precision(rel, interpolated=False),
@@ -113,6 +139,8 @@ def _chunk_stats(queries, gallery, query_labels, gallery_labels, metric: str, ks
     }
     for k in ks:
         stats[f"P@{k}"] = precision_at_k(rel, k)
+    for k in map_ks:
+        stats[f"mAP@{k}"] = average_precision_at_k(rel, k)
     return stats
 
 
@@ -124,6 +152,7 @@ def retrieval_metrics(
     ks: Sequence[int] = (10,),
     metric: str = "cosine",
     chunk_size: int = 1024,
+    map_ks: Sequence[int] = (),
 ) -> dict[str, float]:
     """Retrieval scores of queries against a gallery (paper §6.6 Sketchy: P@K and mAP@all).
 
@@ -134,12 +163,54 @@ def retrieval_metrics(
       ks: cut-offs for P@k.
       metric: 'cosine' (1 - cos, the reference default) or 'euclidean'.
       chunk_size: queries ranked at once; memory is O(chunk_size * G).
+      map_ks: cut-offs for the ECCV-2018 mAP@k (Sketchy split 2 uses 200).
 
     Returns:
-      {'mAP@all', 'mAP@all_interp', 'P@k' for k in ks} as floats; conventions in the
-      module docstring (ties by gallery index, queries without relevant items excluded
-      from the mAPs).
+      {'mAP@all', 'mAP@all_interp', 'P@k' for k in ks, 'mAP@k' for k in map_ks} as floats;
+      conventions in the module docstring (ties by gallery index, queries without relevant
+      items excluded from the mAP@all's).
     """
+    per_query = retrieval_per_query(
+        queries, gallery, query_labels, gallery_labels, ks, metric, chunk_size, map_ks
+    )
+    out = {}
+    for key, values in per_query.items():
+        if key.startswith("mAP@all"):
+            valid = ~np.isnan(values)
+            out[key] = float(values[valid].mean()) if valid.any() else float("nan")
+        else:
+            out[key] = float(values.mean())
+    return out
+
+
+def per_class_average_precision(
+    ap: np.ndarray, query_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class AP: (classes, mean AP of the queries of each class), classes sorted; NaN
+    per-query APs (no relevant item) are left out of their class's mean."""
+    ap, query_labels = np.asarray(ap, np.float64), np.asarray(query_labels)
+    classes = np.unique(query_labels)
+    means = []
+    for c in classes:
+        v = ap[query_labels == c]
+        v = v[~np.isnan(v)]
+        means.append(v.mean() if len(v) else np.nan)
+    return classes, np.asarray(means)
+
+
+def retrieval_per_query(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_labels: np.ndarray,
+    ks: Sequence[int] = (10,),
+    metric: str = "cosine",
+    chunk_size: int = 1024,
+    map_ks: Sequence[int] = (),
+) -> dict[str, np.ndarray]:
+    """The per-query values behind `retrieval_metrics` (same arguments): {'mAP@all',
+    'mAP@all_interp', 'P@k', 'mAP@k'} as [Q] float arrays (APs NaN for queries without a
+    relevant gallery item). Use with `per_class_average_precision` for per-class AP."""
     queries = np.asarray(queries, np.float32).reshape(len(queries), -1)
     gallery = np.asarray(gallery, np.float32).reshape(len(gallery), -1)
     query_labels = np.asarray(query_labels).astype(np.int32)
@@ -158,7 +229,8 @@ def retrieval_metrics(
     if metric not in METRICS:
         raise ValueError(f"Unknown retrieval metric '{metric}'; use one of {METRICS}.")
     ks = tuple(int(k) for k in ks)
-    for k in ks:
+    map_ks = tuple(int(k) for k in map_ks)
+    for k in ks + map_ks:
         if not 1 <= k <= len(gallery):
             raise ValueError(f"k={k} must lie in [1, gallery size {len(gallery)}]; lower k.")
 
@@ -176,16 +248,9 @@ def retrieval_metrics(
             gallery_labels_dev,
             metric=metric,
             ks=ks,
+            map_ks=map_ks,
         )
         for i in range(0, len(queries), chunk_size)
     ]
     n = len(queries) - pad
-    per_query = {key: np.concatenate([np.asarray(p[key]) for p in parts])[:n] for key in parts[0]}
-    out = {}
-    for key, values in per_query.items():
-        if key.startswith("mAP"):
-            valid = ~np.isnan(values)
-            out[key] = float(values[valid].mean()) if valid.any() else float("nan")
-        else:
-            out[key] = float(values.mean())
-    return out
+    return {key: np.concatenate([np.asarray(p[key]) for p in parts])[:n] for key in parts[0]}

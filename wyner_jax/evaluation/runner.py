@@ -14,7 +14,13 @@ Metric names (all in ``metrics.json``):
 * ``probe/z_xy``, ``probe/z_x``, ``probe/z_y``: linear softmax probe accuracy on the joint
   / marginal representations (targets: label of y, of x, of y; wyner-model.md §6.3);
 * ``retrieval/mAP@all``, ``retrieval/mAP@all_interp``, ``retrieval/P@k``: x-queries (z_x)
-  against the y-gallery (z_y), relevant when the labels match under the pairing rule;
+  against the y-gallery (z_y), relevant when the labels match under the pairing rule. When
+  the dataset has its own retrieval sets (``retrieval_x``/``retrieval_y`` with labels, e.g.
+  Sketchy: all test sketches against all test photos, wyner-model.md §6.6), queries are
+  embedded by the marginal x encoder and the gallery by the y encoder separately;
+  ``retrieval/mAP@k`` for k in ``config.eval.retrieval_map_ks`` (Sketchy split 2: 200),
+  and a per-class AP bar chart ``figures/retrieval_per_class_ap.png``. Such zero-shot data
+  have disjoint train and test classes, so the linear probes are skipped;
 * ``gaussian/x2y_slope``, ``gaussian/x2y_resid_var``, ``gaussian/wyner_ci`` (Gaussian data).
 """
 
@@ -35,7 +41,11 @@ from wyner_jax.evaluation.gaussian import (
     wyner_common_information_gaussian,
 )
 from wyner_jax.evaluation.probe import linear_probe_accuracy
-from wyner_jax.evaluation.retrieval import retrieval_metrics
+from wyner_jax.evaluation.retrieval import (
+    per_class_average_precision,
+    retrieval_metrics,
+    retrieval_per_query,
+)
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
 EVAL_SEED = 12345
@@ -166,7 +176,12 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
 
     # Representations: linear probes and cross-domain retrieval.
     emb_test = inf.embed(test.x, test.y)
-    if labelled:
+    zero_shot = getattr(dataset, "retrieval_x", None) is not None
+    extra_images = {}
+    if labelled and zero_shot:
+        r, extra_images = zero_shot_retrieval(inf, dataset, config)
+        metrics.update(r)
+    if labelled and not zero_shot:
         emb_train = inf.embed(train.x, train.y)
         targets = {"z_xy": "label_y", "z_x": "label_x", "z_y": "label_y"}
         for name, target in targets.items():
@@ -220,7 +235,62 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
         )
 
     metrics = {k: float(v) for k, v in metrics.items()}
-    return metrics, make_figures(inf, dataset, config, gen, k_fig)
+    images = make_figures(inf, dataset, config, gen, k_fig)
+    images.update(extra_images)
+    return metrics, images
+
+
+def zero_shot_retrieval(inf, dataset, config) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Retrieval on the dataset's own query/gallery sets (paper §6.6, Sketchy ZS-SBIR).
+
+    Queries ``dataset.retrieval_x`` are embedded by the marginal encoder z_x = f_x(x) (IIAE:
+    the mean of r(z^s|x)), the gallery ``dataset.retrieval_y`` by f_y (r(z^s|y)); the other
+    input of ``model.embed`` is zeros and its outputs are discarded. Returns the
+    ``retrieval/*`` metrics and a per-class AP bar chart.
+    """
+    qx, gy = dataset.retrieval_x, dataset.retrieval_y
+    zeros_y = np.zeros((len(qx),) + tuple(dataset.y_shape), np.float32)
+    zeros_x = np.zeros((len(gy),) + tuple(dataset.x_shape), np.float32)
+    zq, zg = inf.embed(qx, zeros_y), inf.embed(zeros_x, gy)
+    if "z_x" not in zq or "z_y" not in zg:
+        return {}, {}
+    per_query = retrieval_per_query(
+        zq["z_x"],
+        zg["z_y"],
+        dataset.retrieval_label_x,
+        dataset.retrieval_label_y,
+        ks=tuple(config.eval.retrieval_ks),
+        metric=config.eval.retrieval_metric,
+        map_ks=tuple(config.eval.get("retrieval_map_ks", ())),
+    )
+    metrics = {}
+    for key, values in per_query.items():
+        valid = ~np.isnan(values)
+        metrics[f"retrieval/{key}"] = float(values[valid].mean()) if valid.any() else float("nan")
+    classes, ap = per_class_average_precision(per_query["mAP@all"], dataset.retrieval_label_x)
+    names = getattr(dataset, "class_names", None)
+    labels = [names[c] if names else str(c) for c in classes]
+    return metrics, {"retrieval_per_class_ap": per_class_ap_chart(labels, ap)}
+
+
+def per_class_ap_chart(class_names, ap) -> np.ndarray:
+    """Horizontal bar chart of the per-class (plain) AP, as a uint8 RGB image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ap = np.nan_to_num(np.asarray(ap, np.float64))
+    order = np.argsort(ap)
+    fig = Figure(figsize=(5, 0.22 * len(ap) + 1.0), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.barh(np.arange(len(ap)), ap[order])
+    ax.set_yticks(np.arange(len(ap)), [class_names[i] for i in order], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"AP (plain); mAP@all = {ap.mean():.3f}")
+    ax.set_title("zero-shot retrieval: AP per test class")
+    fig.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 # --------------------------------------------------------------------------- figures

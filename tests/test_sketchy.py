@@ -1,0 +1,291 @@
+"""Sketchy Extended: loader, split checks, malformed inputs, class-matched pairing, the
+retrieval additions (vs brute force) and a short end-to-end run on the synthetic fixture."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from configs import iiae_sketchy, sketchy
+from wyner_jax import data, trainer
+from wyner_jax.data.sketchy import (
+    SPLIT1_TEST_CLASSES,
+    SPLIT2_TEST_CLASSES,
+    load_sketchy,
+    tfds_builder_class,
+)
+from wyner_jax.evaluation.retrieval import (
+    average_precision_at_k,
+    per_class_average_precision,
+    retrieval_metrics,
+    retrieval_per_query,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from make_sketchy_fixture import make_fixture  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sketchy")
+    make_fixture(str(out), split=1)
+    return str(out)
+
+
+def fresh(tmp_path, split=1, **kw):
+    folder = make_fixture(str(tmp_path), split=split, **kw)
+    return str(tmp_path), folder
+
+
+# ----------------------------------------------------------------------------- loader
+
+
+def test_loader_reads_the_released_layout(fixture_dir):
+    ds = data.build({"name": "sketchy", "dir": fixture_dir, "split": 1})
+    assert ds.x_shape == (512,) and ds.y_shape == (512,)
+    names = ds.class_names
+    test_names = {names[c] for c in ds.test_classes}
+    assert test_names == set(SPLIT1_TEST_CLASSES)
+    assert len(ds.train_classes) == 8 and ds.num_classes == 33
+    assert ds.retrieval_x.shape == (25 * 6, 512) and ds.retrieval_y.shape == (25 * 6, 512)
+    assert set(ds.retrieval_label_x) == set(ds.test_classes)
+    # class-matched fixed pairings in train / test
+    np.testing.assert_array_equal(ds.train.label_x, ds.train.label_y)
+    np.testing.assert_array_equal(ds.test.label_x, ds.test.label_y)
+    np.testing.assert_allclose(ds.x_std, ds.train_x_pool.std(0), rtol=1e-4)
+    np.testing.assert_allclose(ds.y_std, ds.train_y_pool.std(0), rtol=1e-4)
+
+
+def test_photo_names_and_split2(tmp_path):
+    make_fixture(str(tmp_path), split=2, photo_name="photo", num_train_classes=4, per_class=2)
+    ds = load_sketchy(str(tmp_path), split=2)
+    assert {ds.class_names[c] for c in ds.test_classes} == set(SPLIT2_TEST_CLASSES)
+
+
+def test_duplicated_test_items_are_dropped_with_a_warning(tmp_path):
+    root, folder = fresh(tmp_path, per_class=2)
+    for what in ("features", "paths"):
+        f = os.path.join(folder, f"test_sketch_{what}.npy")
+        a = np.load(f)
+        np.save(f, np.concatenate([a, a[:3]]))
+    with pytest.warns(UserWarning, match="dropped 3 duplicated"):
+        ds = load_sketchy(root, split=1)
+    assert len(ds.retrieval_x) == 25 * 2
+
+
+def test_object_array_paths_are_read(tmp_path):
+    root, folder = fresh(tmp_path, per_class=2)
+    f = os.path.join(folder, "train_image_paths.npy")
+    np.save(f, np.load(f).astype(object), allow_pickle=True)
+    assert len(load_sketchy(root, split=1).train_y_pool) == 16
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_missing_directory_names_files_source_and_flag(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_sketchy(str(tmp_path / "nowhere"), split=1)
+    msg = str(e.value)
+    for part in (
+        "SketchyVGG/split1/train_sketch_features.npy",
+        "test_image_paths.npy",
+        "10.5281/zenodo.3890097",
+        "--config.data.dir",
+    ):
+        assert part in msg, part
+
+
+def test_missing_one_file(tmp_path):
+    root, folder = fresh(tmp_path, per_class=2)
+    os.remove(os.path.join(folder, "test_image_features.npy"))
+    with pytest.raises(FileNotFoundError, match="test_image_features.npy"):
+        load_sketchy(root, split=1)
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda f, p: (f[:-1], p), "same items"),
+        (lambda f, p: (f[:, :100], p), r"\[N, 512\]"),
+        (lambda f, p: (np.where(np.arange(len(f))[:, None] == 2, np.nan, f), p), "NaN or Inf"),
+        (lambda f, p: (f, np.array([s.split("/")[-1] for s in p])), "class folder"),
+    ],
+)
+def test_malformed_files(tmp_path, edit, match):
+    root, folder = fresh(tmp_path, per_class=2)
+    ff, pf = (os.path.join(folder, f"train_sketch_{w}.npy") for w in ("features", "paths"))
+    f, p = edit(np.load(ff), np.load(pf))
+    np.save(ff, f.astype(np.float32))
+    np.save(pf, p)
+    with pytest.raises(ValueError, match=match):
+        load_sketchy(root, split=1)
+
+
+def test_split1_files_in_split2_folder_are_refused(tmp_path):
+    root, folder = fresh(tmp_path, per_class=2)
+    os.rename(folder, os.path.join(root, "SketchyVGG", "split2"))
+    with pytest.raises(ValueError, match="expected the 21 unseen classes"):
+        load_sketchy(root, split=2)
+
+
+def test_test_class_in_train_is_refused(tmp_path):
+    root, folder = fresh(tmp_path, per_class=2)
+    pf = os.path.join(folder, "train_sketch_paths.npy")
+    p = np.load(pf)
+    p[0] = "bear/x.png"
+    np.save(pf, p)
+    with pytest.raises(ValueError, match="not be zero-shot"):
+        load_sketchy(root, split=1)
+
+
+# ----------------------------------------------------------------------------- pairing
+
+
+def test_pairing_is_class_matched_deterministic_and_cycles_classes(fixture_dir):
+    ds = load_sketchy(fixture_dir, split=1)
+    C = len(ds.train_classes)
+    b = ds.train_batch(5, 4, seed=3)
+    np.testing.assert_array_equal(b["label_x"], b["label_y"])
+    # a fresh object (as after a restart) gives the same batch: resumable
+    again = load_sketchy(fixture_dir, split=1).train_batch(5, 4, seed=3)
+    for k in b:
+        np.testing.assert_array_equal(b[k], again[k])
+    assert not np.array_equal(ds.train_batch(5, 4, seed=4)["x"], b["x"])
+    # B = C: every class exactly once per step
+    for step in range(3):
+        labels = ds.train_batch(step, C, seed=0)["label_x"]
+        assert sorted(labels) == sorted(ds.train_classes)
+    # B < C: consecutive steps walk through a shuffled cycle of the classes
+    stream = np.concatenate([ds.train_batch(s, 4, seed=0)["label_x"] for s in range(4)])
+    assert sorted(stream[:C]) == sorted(ds.train_classes)
+    assert sorted(stream[C:]) == sorted(ds.train_classes)
+    # rows really are of the labelled class
+    i = np.flatnonzero((ds.train_x_pool == b["x"][0]).all(1))[0]
+    assert ds.train_x_label[i] == b["label_x"][0]
+
+
+def test_pairing_process_slices_make_the_global_batch(fixture_dir):
+    ds = load_sketchy(fixture_dir, split=1)
+    full = ds.train_batch(2, 8, seed=1)
+    parts = [ds.train_batch(2, 8, seed=1, process_index=i, process_count=2) for i in range(2)]
+    for k in full:
+        np.testing.assert_array_equal(full[k], np.concatenate([p[k] for p in parts]))
+    with pytest.raises(ValueError, match="not divisible"):
+        ds.train_batch(0, 7, seed=1, process_count=2)
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+
+def brute_force_map_at_k(queries, gallery, ql, gl, k):
+    out = []
+    for q, label in zip(queries, ql):
+        d = [1.0 - q @ g / (np.linalg.norm(q) * np.linalg.norm(g)) for g in gallery]
+        order = sorted(range(len(gallery)), key=lambda j: (d[j], j))
+        hits, total = 0, 0.0
+        for rank, j in enumerate(order[:k], start=1):
+            if gl[j] == label:
+                hits += 1
+                total += hits / rank
+        out.append(total / k)
+    return np.array(out)
+
+
+def test_map_at_k_and_per_class_ap_match_brute_force():
+    rng = np.random.default_rng(0)
+    # integer vectors with duplicates: exact ties, broken by gallery index
+    gallery = rng.integers(-2, 3, size=(40, 3)).astype(np.float32)
+    gallery[rng.random(40) < 0.01] += 0.0
+    gallery[gallery.sum(1) == 0] = 1.0
+    queries = rng.integers(-2, 3, size=(17, 3)).astype(np.float32)
+    queries[np.abs(queries).sum(1) == 0] = 1.0
+    ql, gl = rng.integers(0, 4, 17), rng.integers(0, 4, 40)
+    for k in (1, 7, 40):
+        want = brute_force_map_at_k(queries, gallery, ql, gl, k)
+        per_q = retrieval_per_query(queries, gallery, ql, gl, ks=(k,), map_ks=(k,), chunk_size=5)
+        np.testing.assert_allclose(per_q[f"mAP@{k}"], want, atol=1e-6)
+        m = retrieval_metrics(queries, gallery, ql, gl, ks=(k,), map_ks=(k,))
+        assert m[f"mAP@{k}"] == pytest.approx(want.mean(), abs=1e-6)
+    # per-class AP = mean plain AP of each class's queries
+    ap = per_q["mAP@all"]
+    classes, per_class = per_class_average_precision(ap, ql)
+    for c, v in zip(classes, per_class):
+        assert v == pytest.approx(np.nanmean(ap[ql == c]))
+    assert np.nanmean(ap) == pytest.approx(m["mAP@all"], abs=1e-6)
+    rel = np.array([[1, 0, 1, 1]], bool)
+    assert float(average_precision_at_k(rel, 4)[0]) == pytest.approx((1 + 2 / 3 + 3 / 4) / 4)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_configs():
+    c1, c2 = sketchy.get_config(), sketchy.get_config("split2")
+    assert c1.data.split == 1 and c2.data.split == 2 and c1.model.dz == 64
+    assert c1.loss.instance_noise.scale_by_data_std and c1.model.mlp.disc_features == 1024
+    assert tuple(c2.eval.retrieval_ks) == (100, 200) and tuple(c2.eval.retrieval_map_ks) == (200,)
+    i1, i2 = iiae_sketchy.get_config(), iiae_sketchy.get_config("split2")
+    assert (i1.train.batch_size, i2.train.batch_size) == (100, 104) and i1.model.name == "iiae"
+    with pytest.raises(ValueError, match="split1"):
+        sketchy.get_config("split3")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def tiny(config, fixture_dir, batch):
+    config.data.dir = fixture_dir
+    config.train.num_steps = 4
+    config.train.batch_size = batch
+    config.eval.batch_size = 32
+    config.eval.num_joint_samples = 64
+    config.train.log_every = 2
+    config.train.checkpoint_every = 4
+    config.eval.retrieval_ks = (100,)
+    config.eval.retrieval_map_ks = (50,)
+    return config
+
+
+@pytest.mark.parametrize("which", ["wyner", "iiae"])
+def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which):
+    if which == "wyner":
+        config = tiny(sketchy.get_config(), fixture_dir, 8)
+        m = config.model.mlp
+        m.encoder_features, m.decoder_hidden, m.disc_features = 32, (16,), 32
+        config.model.disc.hidden_dim = 16
+        config.model.dz, config.model.du, config.model.dv = 8, 4, 4
+        for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
+            config.loss.lambdas[k] = 0.0  # fewer terms, faster compile; metrics are the point
+        config.loss.lambdas.j_rec_zuv = 0.0
+    else:
+        config = tiny(iiae_sketchy.get_config(), fixture_dir, 8)
+        c = config.iiae
+        c.hidden, c.joint_hidden, c.decoder_hidden = (32,), (32,), 16
+        c.shared_dim, c.exclusive_dim = 8, 4
+    metrics = trainer.train_and_evaluate(config, str(tmp_path))
+    for key in (
+        "retrieval/mAP@all",
+        "retrieval/mAP@all_interp",
+        "retrieval/P@100",
+        "retrieval/mAP@50",
+    ):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["retrieval/mAP@all_interp"] >= metrics["retrieval/mAP@all"] - 1e-6
+    assert not any(k.startswith("probe/") for k in metrics)
+    assert os.path.getsize(tmp_path / "figures" / "retrieval_per_class_ap.png") > 1000
+
+
+def test_tfds_copy_matches_the_npy_files(fixture_dir):
+    via_tfds = load_sketchy(fixture_dir, split=1)
+    direct = load_sketchy(fixture_dir, split=1, use_tfds=False)
+    assert os.path.isdir(os.path.join(fixture_dir, "tfds"))
+    assert via_tfds.class_names == direct.class_names
+    for name in ("train_x_pool", "train_y_pool", "train_x_label", "retrieval_x", "retrieval_y"):
+        np.testing.assert_array_equal(getattr(via_tfds, name), getattr(direct, name))
+    builder = tfds_builder_class()
+    assert "10.5281/zenodo.3890097" in builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+    assert "tensorflow" not in sys.modules  # written and read without TensorFlow
