@@ -53,6 +53,10 @@ def get_config(arg: str = "split1"):
     config.data.dir = "data/sketchy"  # the folder that contains SketchyVGG/
     config.data.split = split
     config.data.pair_seed = 0
+    # The release is converted once into TFDS (array_record) under tfds_dir ('' means
+    # <data.dir>/tfds; set it when data.dir is read-only); use_tfds=False reads the .npy files.
+    config.data.use_tfds = True
+    config.data.tfds_dir = ""
 
     config.model.family = "mlp"
     config.model.dz = 64

@@ -34,10 +34,7 @@ import numpy as np
 from wyner_jax.data.base import PairedArrays, PairedDataset, feature_std
 
 FEATURE_DIM = 512
-SOURCE = (
-    "IIAE's release of the Sketchy Extended VGG features (Zenodo, doi 10.5281/zenodo.3890097; "
-    "github.com/hwang1996/IIAE README)"
-)
+SOURCE = "IIAE's release of the Sketchy Extended VGG features (Zenodo, doi 10.5281/zenodo.3890097)"
 
 # iiae.md §3.2: SEM-PCYC's random split (np.random.seed(0), 100 train classes of the sorted
 # 125; val and test merged), the split of IIAE's Table 3.

@@ -315,7 +315,7 @@ def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
     xs = _as_images(test.x[:1], dataset, "x")
     ys = _as_images(test.y[:1], dataset, "y")
     if xs is None or ys is None or xs.shape[-1] != ys.shape[-1] or xs.shape[1:] != ys.shape[1:]:
-        return out  # vector data: scatter plots are drawn in write_figures
+        return out  # vector data: evaluate_and_write draws a scatter plot instead
     pick = np.arange(min(rows, len(test.x)))
     if "joint" in gen:
         jx = _as_images(gen["joint"][0][: rows * cols // 2], dataset, "x")
@@ -350,7 +350,7 @@ def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
     return out
 
 
-def write_figures(workdir, images, dataset, gen_scatter=None) -> None:
+def write_figures(workdir, images) -> None:
     fig_dir = os.path.join(workdir, "figures")
     os.makedirs(fig_dir, exist_ok=True)
     for name, img in images.items():
@@ -380,7 +380,7 @@ def evaluate_and_write(model, state, dataset, config, workdir) -> dict[str, floa
     metrics, images = evaluate(model, state, dataset, config)
     metrics["train/step"] = float(jax.device_get(state.step))
     if jax.process_index() == 0:
-        write_figures(workdir, images, dataset)
+        write_figures(workdir, images)
         if dataset.name == "gaussian" and "x2y" in model.capabilities(state):
             inf = Inference(model, state, config)
             n = min(2000, len(dataset.test.x))
