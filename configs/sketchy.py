@@ -57,6 +57,11 @@ def get_config(arg: str = "split1"):
     # <data.dir>/tfds; set it when data.dir is read-only); use_tfds=False reads the .npy files.
     config.data.use_tfds = True
     config.data.tfds_dir = ""
+    # Optional: the Sketchy images, for a figure of query sketches with their top-10 photos
+    # (<image_root>/<sketch_subdir>/<class>/<file>, <image_root>/<photo_subdir>/<class>/<file>).
+    config.data.image_root = ""
+    config.data.sketch_subdir = "sketch/tx_000000000000"
+    config.data.photo_subdir = "extended_photo"
 
     config.model.family = "mlp"
     config.model.dz = 64

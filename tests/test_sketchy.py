@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import iiae_sketchy, sketchy
 from wyner_jax import data, trainer
@@ -266,6 +267,15 @@ def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which):
             lam[k] = 0.0
         lam.j_rec_zuv = lam.j = lam.c = 0.0
         lam.var_ci = -1.0
+        # Images for the top-10 figure: one small PNG per test sketch and photo path.
+        ds = data.build(config.data)
+        root = tmp_path / "images"
+        for sub, paths in (("sk", ds.retrieval_paths_x), ("ph", ds.retrieval_paths_y)):
+            for i, rel in enumerate(paths):
+                os.makedirs(root / sub / os.path.dirname(rel), exist_ok=True)
+                Image.fromarray(np.full((8, 8, 3), i % 255, np.uint8)).save(root / sub / rel)
+        config.data.image_root = str(root)
+        config.data.sketch_subdir, config.data.photo_subdir = "sk", "ph"
     else:
         config = tiny(iiae_sketchy.get_config(), fixture_dir, 8)
         c = config.iiae
@@ -282,6 +292,9 @@ def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which):
     assert metrics["retrieval/mAP@all_interp"] >= metrics["retrieval/mAP@all"] - 1e-6
     assert not any(k.startswith("probe/") for k in metrics)
     assert os.path.getsize(tmp_path / "figures" / "retrieval_per_class_ap.png") > 1000
+    if which == "wyner":
+        top10 = np.asarray(Image.open(tmp_path / "figures" / "retrieval_top10.png"))
+        assert top10.shape[1] > 10 * 64  # query + 10 photos per row
     if which == "iiae":  # eval.py's path: restore the checkpoint, same retrieval numbers
         os.remove(tmp_path / "metrics.json")
         again = trainer.evaluate_checkpoint(config, str(tmp_path))

@@ -187,6 +187,7 @@ class SketchyDataset(PairedDataset):
       train_x_label, train_y_label: their class ids.
       retrieval_x, retrieval_label_x: retrieval queries = all test sketches and classes.
       retrieval_y, retrieval_label_y: retrieval gallery = all test photos and classes.
+      retrieval_paths_x, retrieval_paths_y: their 'class/filename' paths (for figures).
       train_classes, test_classes: class ids of each split.
 
     `train` holds one fixed class-matched pairing of every train sketch with a random train
@@ -203,6 +204,8 @@ class SketchyDataset(PairedDataset):
     retrieval_y: np.ndarray | None = None
     retrieval_label_x: np.ndarray | None = None
     retrieval_label_y: np.ndarray | None = None
+    retrieval_paths_x: np.ndarray | None = None
+    retrieval_paths_y: np.ndarray | None = None
     train_classes: np.ndarray | None = None
     test_classes: np.ndarray | None = None
 
@@ -491,6 +494,8 @@ def load_sketchy(
         retrieval_y=yg,
         retrieval_label_x=lab["test", "sketch"],
         retrieval_label_y=lab["test", "image"],
+        retrieval_paths_x=np.asarray(parts["test", "sketch"][1]),
+        retrieval_paths_y=np.asarray(parts["test", "image"][1]),
         train_classes=np.array(sorted(index[c] for c in train_cls), np.int32),
         test_classes=np.array(sorted(index[c] for c in expected), np.int32),
     )

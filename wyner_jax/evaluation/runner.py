@@ -30,6 +30,7 @@ import os
 import weakref
 
 import jax
+from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
@@ -42,6 +43,7 @@ from wyner_jax.evaluation.gaussian import (
 )
 from wyner_jax.evaluation.probe import linear_probe_accuracy
 from wyner_jax.evaluation.retrieval import (
+    pairwise_distances,
     per_class_average_precision,
     retrieval_metrics,
     retrieval_per_query,
@@ -270,7 +272,60 @@ def zero_shot_retrieval(inf, dataset, config) -> tuple[dict[str, float], dict[st
     classes, ap = per_class_average_precision(per_query["mAP@all"], dataset.retrieval_label_x)
     names = getattr(dataset, "class_names", None)
     labels = [names[c] if names else str(c) for c in classes]
-    return metrics, {"retrieval_per_class_ap": per_class_ap_chart(labels, ap)}
+    images = {"retrieval_per_class_ap": per_class_ap_chart(labels, ap)}
+    top = top_retrievals_figure(zq["z_x"], zg["z_y"], dataset, config)
+    if top is not None:
+        images["retrieval_top10"] = top
+    return metrics, images
+
+
+def top_retrievals_figure(zq, zg, dataset, config, n_queries=10, k=10):
+    """Query sketches (one per test class, first column) with their top-k photos, when
+    ``config.data.image_root`` holds the images: ``<image_root>/<data.sketch_subdir>/<path>``
+    and ``<image_root>/<data.photo_subdir>/<path>`` for the dataset's 'class/filename'
+    paths. Relevant photos get a green frame, others red. None when there are no images."""
+    root = config.data.get("image_root", "")
+    paths_x = getattr(dataset, "retrieval_paths_x", None)
+    if not root or paths_x is None:
+        return None
+    from PIL import Image  # only needed for this figure
+
+    sketch_dir = os.path.join(root, config.data.get("sketch_subdir", "sketch"))
+    photo_dir = os.path.join(root, config.data.get("photo_subdir", "photo"))
+    _, first = np.unique(dataset.retrieval_label_x, return_index=True)
+    queries = np.sort(first)[:n_queries]
+    dist = np.asarray(
+        pairwise_distances(jnp.asarray(zq[queries]), jnp.asarray(zg), config.eval.retrieval_metric)
+    )
+    ranked = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    side = 64
+
+    def load(folder, rel, frame=None):
+        path = os.path.join(folder, str(rel))
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+        img = np.asarray(Image.open(path).convert("RGB").resize((side, side)), np.uint8)
+        if frame is not None:
+            img = img.copy()
+            img[:3], img[-3:], img[:, :3], img[:, -3:] = frame, frame, frame, frame
+        return img
+
+    try:
+        rows = []
+        for q, row in zip(queries, ranked):
+            cells = [load(sketch_dir, paths_x[q])]
+            for g in row:
+                ok = dataset.retrieval_label_y[g] == dataset.retrieval_label_x[q]
+                cells.append(
+                    load(
+                        photo_dir, dataset.retrieval_paths_y[g], (0, 160, 0) if ok else (200, 0, 0)
+                    )
+                )
+            rows.append(np.stack(cells))
+    except (FileNotFoundError, OSError) as e:
+        logging.warning("No retrieval figure: cannot read image %s (config.data.image_root).", e)
+        return None
+    return figures.image_grid(np.stack(rows).astype(np.float32) / 127.5 - 1.0)
 
 
 def per_class_ap_chart(class_names, ap) -> np.ndarray:
