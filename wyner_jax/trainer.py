@@ -134,7 +134,10 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                 state, metrics, finite = step_fn(state, batch)
                 done = step + 1
                 pending.append((done, finite, metrics))
-                save = done % ckpt_every == 0 or done == total or preemption.requested
+                # Read the flag once per step: a signal arriving later in this iteration is
+                # handled at the next one, so "saved" is never printed without a save.
+                stop = preemption.requested
+                save = done % ckpt_every == 0 or done == total or stop is not None
                 log = done % log_every == 0 or done == total
                 if not (save or log):
                     continue
@@ -162,8 +165,8 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                     runner.log_image_grids(model, state, dataset, config, writer, done)
                 if save:
                     ckpt.save(done, state, force=True)
-                if preemption.requested:
-                    preempted = preemption.requested
+                if stop is not None:
+                    preempted = stop
                     ckpt.wait()
                     log_progress(
                         f"{preempted} received: saved the checkpoint of step {done}; "
