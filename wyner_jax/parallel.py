@@ -1,6 +1,6 @@
 """Device mesh, global batches and the data-parallel compiled step.
 
-Why not ``jax.pmap``: pmap makes every batch-level estimator per-device (BatchNorm
+Why not pmap: a pmapped step makes every batch-level estimator per-device (BatchNorm
 statistics, the batch shuffle of the CI penalty, log-mean-exp objectives) and is in
 maintenance mode. Instead the step is written with global-batch semantics and compiled once
 with ``jax.jit`` over a 1-D ``('data',)`` mesh of every device of every process: the batch is
