@@ -173,6 +173,12 @@ def retrieval_metrics(
     per_query = retrieval_per_query(
         queries, gallery, query_labels, gallery_labels, ks, metric, chunk_size, map_ks
     )
+    return summarize_per_query(per_query)
+
+
+def summarize_per_query(per_query: dict[str, np.ndarray]) -> dict[str, float]:
+    """Means over queries of `retrieval_per_query`'s values; queries without a relevant item
+    (NaN APs) are left out of the mAP@all's (P@k and mAP@k are never NaN)."""
     out = {}
     for key, values in per_query.items():
         if key.startswith("mAP@all"):

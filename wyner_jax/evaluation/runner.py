@@ -47,6 +47,7 @@ from wyner_jax.evaluation.retrieval import (
     per_class_average_precision,
     retrieval_metrics,
     retrieval_per_query,
+    summarize_per_query,
 )
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
@@ -265,10 +266,7 @@ def zero_shot_retrieval(inf, dataset, config) -> tuple[dict[str, float], dict[st
         metric=config.eval.retrieval_metric,
         map_ks=tuple(config.eval.get("retrieval_map_ks", ())),
     )
-    metrics = {}
-    for key, values in per_query.items():
-        valid = ~np.isnan(values)
-        metrics[f"retrieval/{key}"] = float(values[valid].mean()) if valid.any() else float("nan")
+    metrics = {f"retrieval/{k}": v for k, v in summarize_per_query(per_query).items()}
     classes, ap = per_class_average_precision(per_query["mAP@all"], dataset.retrieval_label_x)
     names = getattr(dataset, "class_names", None)
     labels = [names[c] if names else str(c) for c in classes]
