@@ -3,6 +3,7 @@
 from wyner_jax.evaluation.classifier import ClassifierResult, train_image_classifier
 from wyner_jax.evaluation.coherence import add_one, coherence
 from wyner_jax.evaluation.figures import image_grid, save_png, scatter_plot
+from wyner_jax.evaluation.frechet import conditional_frechet_distance, frechet_distance
 from wyner_jax.evaluation.gaussian import (
     gaussian_conditional_closed_form,
     regression_slope_and_residual_variance,
@@ -23,7 +24,9 @@ __all__ = [
     "add_one",
     "average_precision",
     "coherence",
+    "conditional_frechet_distance",
     "fit_linear_probe",
+    "frechet_distance",
     "gaussian_conditional_closed_form",
     "image_grid",
     "linear_probe_accuracy",
