@@ -67,6 +67,11 @@ def test_nan_batch_is_skipped_and_counted_when_configured(tmp_path):
     records = [json.loads(l) for l in open(tmp_path / "train_metrics.jsonl")]
     assert [r["train/skipped_updates"] for r in records] == [0.0, 1.0, 1.0]
 
+    # The count lives in the checkpoint's meta: a resumed run goes on counting from it.
+    trainer.train(tiny(8, on_nonfinite="skip"), str(tmp_path), dataset=dataset)
+    records = [json.loads(l) for l in open(tmp_path / "train_metrics.jsonl")]
+    assert [r["step"] for r in records][-1] == 8 and records[-1]["train/skipped_updates"] == 1.0
+
 
 def test_resume_is_bit_identical_to_training_straight_through(tmp_path):
     straight = trainer.train(tiny(4), str(tmp_path / "straight")).state

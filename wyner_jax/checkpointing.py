@@ -34,6 +34,7 @@ class Checkpointer:
             self.directory, options=options, item_names=("state", "meta")
         )
         self.fingerprint = fingerprint or {}
+        self.restored_meta: dict = {}  # the meta of the checkpoint ``restore`` returned
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -41,13 +42,14 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def save(self, step: int, state, force: bool = False) -> bool:
-        """Starts an async save of ``state`` at ``step`` (returns at once)."""
+    def save(self, step: int, state, force: bool = False, extra: dict | None = None) -> bool:
+        """Starts an async save of ``state`` at ``step`` (returns at once). ``extra``: small
+        JSON-able loop counters kept beside the fingerprint (e.g. the skipped-update count)."""
         return self.manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
-                meta=ocp.args.JsonSave(dict(self.fingerprint, step=int(step))),
+                meta=ocp.args.JsonSave(dict(extra or {}, **self.fingerprint, step=int(step))),
             ),
             force=force,
         )
@@ -81,6 +83,7 @@ class Checkpointer:
                     restored = self.manager.restore(
                         s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
                     )
+                    self.restored_meta = dict(meta)
                     return restored["state"], s
                 except Exception as e:  # noqa: BLE001
                     error = e

@@ -99,6 +99,25 @@ def replicate(tree, mesh: Mesh):
     return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding), tree)
 
 
+def local_copy(tree):
+    """A replicated global pytree as arrays on this process's first device.
+
+    Evaluation and figures run per process on its own copy of the (replicated) state: a
+    computation on the global arrays would be a multi-process program that every process
+    must enter, whereas only process 0 draws figures and each process evaluates on its own.
+    """
+    if jax.process_count() == 1:
+        return tree
+    device = jax.local_devices()[0]
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return jax.device_put(a.addressable_data(0), device)
+        return a
+
+    return jax.tree_util.tree_map(one, tree)
+
+
 def compile_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
     """``jit(step_fn)`` with the state replicated and donated, the batch sharded, and every
     output (state, metrics, flags) replicated."""
