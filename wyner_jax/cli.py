@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
+import glob
+import importlib.util
+import inspect
+import os
 import sys
 
+import ml_collections
 from absl import flags, logging
 
 from wyner_jax import parallel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Errors that mean "the user asked for something that cannot work": printed as one
 # paragraph, without a traceback.
@@ -21,6 +29,103 @@ def define_distributed_flags() -> None:
     )
     flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
     flags.DEFINE_integer("process_id", None, "Index of this process in a multi-process run.")
+
+
+def _fail(error: Exception | str) -> None:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing (``app.run(main, flags_parser=cli.parse_flags)``), with a
+    one-paragraph message instead of a traceback for a missing or failing config file, an
+    override of a field the config does not have, or a value of the wrong type."""
+    try:
+        check_config_args(argv)
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        hint = (
+            "a --config.a.b override takes a value of the field's type in the config file "
+            "(int, float, bool, str, or a tuple like '(32,)'); "
+            if "--config." in str(e)
+            else ""
+        )
+        _fail(
+            f"bad command line: {str(e).rstrip('.')}. Fix that flag: {hint}`--helpshort` "
+            "lists the flags."
+        )
+    except (ValueError, FileNotFoundError) as e:
+        _fail(e)
+
+
+def _config_args(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The --config value and the field paths of the --config.a.b=value overrides."""
+    path, overrides = None, []
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        elif arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config."):
+            overrides.append(arg[len("--config.") :].split("=", 1)[0])
+    return path, overrides
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    """``get_config(arg)`` of ``file.py[:arg]``; ValueError/FileNotFoundError with the fix."""
+    file, colon, arg = path.partition(":")
+    if not os.path.isfile(file):
+        known = sorted(os.path.relpath(p) for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
+        known = [k for k in known if not k.endswith("__init__.py")]
+        raise FileNotFoundError(
+            f"Config file {file!r} does not exist (relative paths start at {os.getcwd()}); pass "
+            f"--config=<a config .py file>, e.g. one of {', '.join(known)}."
+        )
+    try:
+        spec = importlib.util.spec_from_file_location("wyner_jax_checked_config", file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        takes_arg = bool(inspect.signature(module.get_config).parameters)
+        if colon and not takes_arg:
+            raise ValueError(
+                f"{file} takes no argument after ':', got {arg!r}; pass --config={file}."
+            )
+        return module.get_config(*([arg] if colon else []))
+    except ValueError as e:
+        raise ValueError(f"--config={path}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - a broken config file: say which and why
+        raise ValueError(
+            f"--config={path}: the config file failed to load ({type(e).__name__}: {e}); fix "
+            "the file or pass another config."
+        ) from e
+
+
+def check_config_args(argv: list[str]) -> None:
+    """Loads the --config file and checks that every --config.a.b override names a field it
+    has, so that a typo is reported with the nearest field names before anything runs."""
+    path, overrides = _config_args(argv)
+    if path is None:
+        return  # absl reports the missing required flag
+    config = load_config(path)
+    for key in overrides:
+        node, parts = config, key.split(".")
+        if any("[" in p for p in parts):
+            continue  # indexing into a sequence: left to config_flags
+        for depth, part in enumerate(parts):
+            if isinstance(node, ml_collections.ConfigDict) and part in node:
+                node = node[part]
+                continue
+            where = ".".join(["config"] + parts[:depth])
+            fields = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            close = difflib.get_close_matches(part, fields, n=1)
+            hint = f" (did you mean {where}.{close[0]}?)" if close else ""
+            raise ValueError(
+                f"--config.{key}: {where} has no field {part!r}{hint}. An override must name a "
+                f"field of the config; the fields of {where} are: "
+                f"{', '.join(fields) if fields else '(none: it is not a group)'}."
+            )
 
 
 def run(FLAGS, mode: str) -> None:

@@ -24,8 +24,8 @@ from wyner_jax.models.base import build_model
 PROGRESS_KEYS = ("disc/total", "gen/total", "gen/var_ci", "loss/total")
 
 
-def prepare_workdir(workdir: str, config) -> None:
-    """Creates ``workdir`` and writes the resolved config; fails early if it is not writable."""
+def prepare_workdir(workdir: str) -> None:
+    """Creates ``workdir``; fails early if it is not a directory this process can write."""
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, ".write_test")
@@ -33,14 +33,36 @@ def prepare_workdir(workdir: str, config) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ValueError(
-            f"Cannot write to --workdir={workdir!r} ({e.strerror}); pass a directory you can "
-            "write to."
+        raise PermissionError(
+            f"Cannot write to --workdir={workdir!r} ({e.strerror or e}); pass a directory you "
+            "can create and write to (not an existing file, not under a read-only folder)."
         ) from e
+
+
+def write_config(workdir: str, config) -> None:
+    """Writes the resolved config; called once the run is known to be this workdir's (after
+    the checkpoint check), so a refused run leaves the previous config.json in place."""
     if jax.process_index() == 0:
         write_json_atomic(
             os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort())
         )
+
+
+def check_train_config(config, mesh) -> None:
+    """Rejects loop settings that cannot work, before anything is built or written."""
+    t = config.train
+    if t.on_nonfinite not in ("stop", "skip"):
+        raise ValueError(
+            f"config.train.on_nonfinite must be 'stop' or 'skip', got {t.on_nonfinite!r}; "
+            "set --config.train.on_nonfinite=stop (or skip)."
+        )
+    for key in ("num_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if t[key] < 1:
+            raise ValueError(
+                f"config.train.{key} must be a positive integer, got {t[key]}; set "
+                f"--config.train.{key} to 1 or more."
+            )
+    parallel.check_batch_size(t.batch_size, mesh)
 
 
 def fingerprint(config, dataset, state) -> dict:
@@ -63,6 +85,18 @@ def create_state(model, config, dataset, mesh):
     batch = dataset.train_batch(0, config.train.batch_size, config.seed)
     init = jax.jit(model.init, out_shardings=parallel.replicated(mesh))
     return init(jax.random.PRNGKey(config.seed), {k: jnp.asarray(v) for k, v in batch.items()})
+
+
+def abstract_state(model, config, dataset, mesh):
+    """The state's shapes, dtypes and (replicated) shardings, traced without compiling
+    ``init``: what a checkpoint is checked against and restored into, so that resuming, and
+    refusing another config's checkpoint, costs no initialisation compile."""
+    batch = dataset.train_batch(0, config.train.batch_size, config.seed)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(config.seed), batch)
+    rep = parallel.replicated(mesh)
+    return jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes
+    )
 
 
 def nonfinite_error(step: int, metrics: dict[str, float]) -> FloatingPointError:
@@ -90,29 +124,28 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     A non-finite update stops training (``train.on_nonfinite='stop'``) or is skipped and
     counted (``'skip'``); SIGTERM/SIGINT save a checkpoint at the current step and return.
     """
-    if config.train.on_nonfinite not in ("stop", "skip"):
-        raise ValueError(
-            f"config.train.on_nonfinite must be 'stop' or 'skip', got "
-            f"{config.train.on_nonfinite!r}."
-        )
     # Everything that can reject the config runs before anything is written to workdir.
     mesh = mesh if mesh is not None else parallel.make_mesh()
-    parallel.check_batch_size(config.train.batch_size, mesh)
+    check_train_config(config, mesh)
     dataset = dataset if dataset is not None else data.build(config.data)
+    dataset.steps_per_epoch(config.train.batch_size)  # the batch must fit in the data
     model = model if model is not None else build_model(config, dataset)
-    prepare_workdir(workdir, config)
+    prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
 
-    state = create_state(model, config, dataset, mesh)
+    abstract = abstract_state(model, config, dataset, mesh)
     ckpt = checkpointing.Checkpointer(
         os.path.join(workdir, "checkpoints"),
         keep=config.train.keep_checkpoints,
-        fingerprint=fingerprint(config, dataset, state),
+        fingerprint=fingerprint(config, dataset, abstract),
     )
-    restored, restored_step = ckpt.restore(state)
+    restored, restored_step = ckpt.restore(abstract)  # refuses another config's checkpoint
+    write_config(workdir, config)
     if restored is not None:
         state = restored
         log_progress(f"Resumed from {ckpt.directory}/{restored_step}.")
+    else:
+        state = create_state(model, config, dataset, mesh)
     start = int(jax.device_get(state.step))
     total = int(config.train.num_steps)
 
@@ -193,21 +226,27 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
 def restore_for_eval(config, workdir: str):
     """Restores the latest checkpoint of ``workdir`` (for eval.py)."""
+    directory = os.path.join(workdir, "checkpoints")
+    # Checked first: nothing is built for a workdir that has nothing to restore.
+    steps = os.listdir(directory) if os.path.isdir(directory) else []
+    if not any(name.isdigit() for name in steps):
+        raise FileNotFoundError(
+            f"No checkpoint in {directory}: --workdir must be a training run's directory. "
+            f"Train first with `python train.py --config=... --workdir={workdir}`, or pass the "
+            "--workdir that train.py wrote."
+        )
     dataset = data.build(config.data)
     mesh = parallel.make_mesh()
     model = build_model(config, dataset)
-    state = create_state(model, config, dataset, mesh)
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(
-            f"No checkpoints in {directory}; train first with "
-            f"`python train.py --config=... --workdir={workdir}`."
-        )
+    state = abstract_state(model, config, dataset, mesh)
     ckpt = checkpointing.Checkpointer(directory, fingerprint=fingerprint(config, dataset, state))
     restored, step = ckpt.restore(state)
     ckpt.close()
     if restored is None:
-        raise FileNotFoundError(f"No readable checkpoint in {directory}.")
+        raise FileNotFoundError(
+            f"No readable checkpoint in {directory} (every one is damaged); train again with "
+            f"`python train.py --config=... --workdir={workdir}`."
+        )
     logging.info("Restored %s/%d", directory, step)
     return model, restored, dataset, mesh
 

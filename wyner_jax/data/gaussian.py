@@ -30,8 +30,12 @@ def load_gaussian(
     Train and test are drawn from independent streams of `seed`. Unlabelled: labels are
     -1, num_classes and label_rule are None, and there are no evaluation domains.
     """
-    if not -1.0 <= rho <= 1.0:
-        raise ValueError(f"rho is a correlation and must lie in [-1, 1], got {rho}.")
+    if not -1.0 < rho < 1.0:
+        raise ValueError(
+            f"data.rho is the correlation of x and y and must lie strictly between -1 and 1 "
+            f"(at ±1, y is a copy of ±x and the common information artanh|rho| is infinite), got "
+            f"{rho}; set e.g. --config.data.rho=0.7."
+        )
     if dim < 1 or n_train < 1 or n_test < 1:
         raise ValueError(
             f"dim, n_train and n_test must be positive, got {dim}, {n_train}, {n_test}."

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -130,17 +131,34 @@ def class_of(path: str) -> str:
     parts = str(path).replace("\\", "/").split("/")
     if len(parts) < 2 or not parts[-2]:
         raise ValueError(
-            f"Sketchy path {path!r} has no class folder; released paths look like "
+            f"Sketchy path {str(path)!r} has no class folder; released paths look like "
             "'class/filename' (the class is the second-to-last component)."
         )
     return parts[-2]
 
 
+def _read_npy(path: str, allow_pickle: bool = False) -> np.ndarray:
+    """np.load with one clear error for a file that is empty, truncated or not a .npy array."""
+    try:
+        return np.load(path, allow_pickle=allow_pickle)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(
+            f"{path} ({os.path.getsize(path)} bytes) cannot be read as a NumPy .npy array "
+            f"({type(e).__name__}: {e}); it is empty, truncated or not an .npy file (an "
+            f"interrupted download or copy). Re-download it from {SOURCE}."
+        ) from e
+
+
 def _load_part(feat_file: str, path_file: str) -> tuple[np.ndarray, np.ndarray]:
-    feats = np.load(feat_file)
+    feats = _read_npy(feat_file)
     # Released path arrays may be object arrays of str (pickled); the files are local inputs.
-    paths = np.load(path_file, allow_pickle=True)
+    paths = _read_npy(path_file, allow_pickle=True)
     paths = np.asarray([p.decode() if isinstance(p, bytes) else str(p) for p in paths.ravel()])
+    if feats.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{feat_file}: features must be numbers, got dtype {feats.dtype}; the file is not "
+            f"one of the feature arrays of the release. Re-download it from {SOURCE}."
+        )
     if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
         raise ValueError(
             f"{feat_file}: features must be [N, {FEATURE_DIM}] (the 512-d VGG features of the "
@@ -396,7 +414,8 @@ def read_tfds(directory: str, split: int, tfds_dir: str = "") -> dict:
         data_dir=tfds_dir, config=f"split{int(split)}", file_format="array_record"
     )
     if not builder.is_prepared():
-        read_release(directory, split)  # validate first: clear errors before any writing
+        # Validate first: clear errors, and no TFDS copy of files that would be refused.
+        check_split(read_release(directory, split), split, directory)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=directory)
         )
@@ -414,6 +433,40 @@ def read_tfds(directory: str, split: int, tfds_dir: str = "") -> dict:
             np.array([c.decode() for c in cat["class_name"][order]]),
         )
     return parts
+
+
+def check_split(parts: dict, split: int, directory: str) -> None:
+    """The class-level checks of one split: the test classes are exactly the split's unseen
+    classes, none of them is in the training files, and every training class has sketches and
+    photos. Raises ValueError naming the classes."""
+    classes = {key: {str(c) for c in part[2]} for key, part in parts.items()}  # not np.str_
+    train_cls = classes["train", "sketch"] | classes["train", "image"]
+    test_cls_s, test_cls_p = classes["test", "sketch"], classes["test", "image"]
+    expected = set(TEST_CLASSES[split])
+    for name, got in (("sketches", test_cls_s), ("photos", test_cls_p)):
+        if got != expected:
+            raise ValueError(
+                f"Sketchy split {split}: the test {name} have {len(got)} classes, expected the "
+                f"{len(expected)} unseen classes of split {split}; missing "
+                f"{sorted(expected - got)}, unexpected {sorted(got - expected)}. Check that "
+                f"{directory}/SketchyVGG/split{split}/ holds split {split}'s files (or set "
+                "--config.data.split to the split they belong to)."
+            )
+    leak = train_cls & expected
+    if leak:
+        raise ValueError(
+            f"Sketchy split {split}: test classes {sorted(leak)} also appear in the training "
+            "files, so the evaluation would not be zero-shot; the train and test files are "
+            f"from different splits. Use the four train and four test files of split {split} "
+            f"as released ({SOURCE})."
+        )
+    if classes["train", "sketch"] != classes["train", "image"]:
+        diff = classes["train", "sketch"] ^ classes["train", "image"]
+        raise ValueError(
+            f"Sketchy split {split}: classes {sorted(diff)} have training sketches or photos "
+            "but not both; class-matched pairing needs both for every training class. Check "
+            f"that the train sketch and photo files are those of the release ({SOURCE})."
+        )
 
 
 def load_sketchy(
@@ -442,33 +495,9 @@ def load_sketchy(
     if split not in TEST_CLASSES:
         raise ValueError(f"Sketchy split must be 1 or 2, got {split}; set --config.data.split.")
     parts = read_tfds(dir, split, tfds_dir) if use_tfds else read_release(dir, split)
-
+    check_split(parts, split, dir)
     train_cls = set(parts["train", "sketch"][2]) | set(parts["train", "image"][2])
-    test_cls_s, test_cls_p = set(parts["test", "sketch"][2]), set(parts["test", "image"][2])
     expected = set(TEST_CLASSES[split])
-    for name, got in (("sketches", test_cls_s), ("photos", test_cls_p)):
-        if got != expected:
-            raise ValueError(
-                f"Sketchy split {split}: the test {name} have {len(got)} classes, expected the "
-                f"{len(expected)} unseen classes of split {split}; missing "
-                f"{sorted(expected - got)}, unexpected {sorted(got - expected)}. Check that "
-                f"{dir}/SketchyVGG/split{split}/ holds split {split}'s files (or set "
-                "--config.data.split to the split they belong to)."
-            )
-    leak = train_cls & expected
-    if leak:
-        raise ValueError(
-            f"Sketchy split {split}: test classes {sorted(leak)} also appear in the training "
-            "files, so the evaluation would not be zero-shot; the train and test files are "
-            "from different splits."
-        )
-    if set(parts["train", "sketch"][2]) != set(parts["train", "image"][2]):
-        diff = set(parts["train", "sketch"][2]) ^ set(parts["train", "image"][2])
-        raise ValueError(
-            f"Sketchy split {split}: classes {sorted(diff)} have training sketches or photos "
-            "but not both; class-matched pairing needs both for every training class."
-        )
-
     class_names = tuple(sorted(train_cls | expected))
     index = {c: i for i, c in enumerate(class_names)}
     lab = {k: np.array([index[c] for c in v[2]], np.int32) for k, v in parts.items()}

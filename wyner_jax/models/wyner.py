@@ -78,6 +78,14 @@ class Terms:
     @classmethod
     def from_lambdas(cls, lam) -> "Terms":
         lam = dict(lam)
+        known = set(PAIRS) | set(CI) | set(AGG) | set(RECONSTRUCTIONS)
+        unknown, missing = sorted(set(lam) - known), sorted(known - set(lam))
+        if unknown or missing:
+            raise ValueError(
+                f"config.loss.lambdas has unknown keys {unknown} and lacks {missing}; it must "
+                f"have exactly the λ of the Wyner objective, {sorted(known)} (start from "
+                "configs/default.py's and change values, not names)."
+            )
         on = lambda k: lam[k] > 0  # noqa: E731
         guards = {
             "c": on("cx2y") and on("cy2x"),
@@ -621,18 +629,20 @@ class WynerModel:
         if l.discriminator not in losses.DENSITY_RATIO_OBJECTIVES:
             raise ValueError(
                 f"config.loss.discriminator {l.discriminator!r} is not one of "
-                f"{sorted(losses.DENSITY_RATIO_OBJECTIVES)}."
+                f"{sorted(losses.DENSITY_RATIO_OBJECTIVES)}; set --config.loss.discriminator "
+                "to one of them."
             )
         if l.generator not in losses.GENERATOR_PLUGINS:
             raise ValueError(
                 f"config.loss.generator {l.generator!r} is not one of "
-                f"{sorted(losses.GENERATOR_PLUGINS)}."
+                f"{sorted(losses.GENERATOR_PLUGINS)}; set --config.loss.generator to one of them."
             )
         for side in ("recon_x", "recon_y", "recon_latent"):
             if l[side] not in losses.RECONSTRUCTION_LOSSES:
                 raise ValueError(
                     f"config.loss.{side} {l[side]!r} is not one of "
-                    f"{sorted(losses.RECONSTRUCTION_LOSSES)}."
+                    f"{sorted(losses.RECONSTRUCTION_LOSSES)}; set --config.loss.{side} to one of "
+                    "them."
                 )
         self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator)
         self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator)
