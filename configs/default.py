@@ -168,6 +168,8 @@ def get_config():
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 3
     config.train.evaluate_at_end = True
+    # Global batches assembled ahead of the step by a background thread (wyner_jax/prefetch.py).
+    config.train.prefetch = 2
     # A NaN/Inf in any loss term: 'stop' (name the step and term; nothing after it is saved)
     # or 'skip' (discard that update, continue, count it as train/skipped_updates).
     config.train.on_nonfinite = "stop"

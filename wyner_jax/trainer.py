@@ -19,6 +19,7 @@ from absl import logging
 from wyner_jax import checkpointing, data, faults, parallel
 from wyner_jax.metrics_writer import MetricsWriter, Progress, log_progress, write_json_atomic
 from wyner_jax.models.base import build_model
+from wyner_jax.prefetch import Prefetcher
 
 # Shown on the progress line when present.
 PROGRESS_KEYS = ("disc/total", "gen/total", "gen/var_ci", "loss/total")
@@ -56,7 +57,14 @@ def check_train_config(config, mesh) -> None:
             f"config.train.on_nonfinite must be 'stop' or 'skip', got {t.on_nonfinite!r}; "
             "set --config.train.on_nonfinite=stop (or skip)."
         )
-    for key in ("num_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+    for key in (
+        "num_steps",
+        "batch_size",
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "prefetch",
+    ):
         if t[key] < 1:
             raise ValueError(
                 f"config.train.{key} must be a positive integer, got {t[key]}; set "
@@ -158,12 +166,17 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     image_every = config.train.image_every
     skip = config.train.on_nonfinite == "skip"
     pending = []  # (step, finite flag, metrics) on device, read at the next check
-    skipped = 0
+    skipped = int(ckpt.restored_meta.get("skipped_updates", 0))  # counted over resumes
     preempted = None
     try:
-        with faults.Preemption() as preemption:
-            for step in range(start, total):
-                batch = parallel.global_batch(dataset.train_batch(step, B, seed, pi, pc), mesh)
+        batches = Prefetcher(
+            lambda s: parallel.global_batch(dataset.train_batch(s, B, seed, pi, pc), mesh),
+            start,
+            total,
+            size=config.train.prefetch,
+        )
+        with faults.Preemption() as preemption, batches:
+            for step, batch in zip(range(start, total), batches):
                 state, metrics, finite = step_fn(state, batch)
                 done = step + 1
                 pending.append((done, finite, metrics))
@@ -195,9 +208,11 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                 if image_every > 0 and done % image_every == 0 and is_chief:
                     from wyner_jax.evaluation import runner
 
-                    runner.log_image_grids(model, state, dataset, config, writer, done)
+                    runner.log_image_grids(
+                        model, parallel.local_copy(state), dataset, config, writer, done
+                    )
                 if save:
-                    ckpt.save(done, state, force=True)
+                    ckpt.save(done, state, force=True, extra={"skipped_updates": skipped})
                 if stop is not None:
                     preempted = stop
                     ckpt.wait()
@@ -216,7 +231,8 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     """Trains, then evaluates the EMA generator; writes metrics.json and figures/."""
     result = train(config, workdir)
-    model, state, dataset = result.model, result.state, result.dataset
+    model, dataset = result.model, result.dataset
+    state = parallel.local_copy(result.state)
     if not config.train.evaluate_at_end or result.preempted:
         return {}
     from wyner_jax.evaluation import runner
@@ -255,4 +271,4 @@ def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
     model, state, dataset, _ = restore_for_eval(config, workdir)
     from wyner_jax.evaluation import runner
 
-    return runner.evaluate_and_write(model, state, dataset, config, workdir)
+    return runner.evaluate_and_write(model, parallel.local_copy(state), dataset, config, workdir)
