@@ -146,6 +146,4 @@ def run(FLAGS, mode: str) -> None:
         else:
             trainer.evaluate_checkpoint(config, FLAGS.workdir)
     except USER_ERRORS as e:
-        logging.error("%s: %s", type(e).__name__, e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        _fail(e)
