@@ -181,6 +181,12 @@ def get_config():
     config.eval.retrieval_ks = (10,)
     config.eval.retrieval_metric = "cosine"
     config.eval.classifier_steps = 1500
+    # Evaluation classifier (SmallCNN): conv widths, dense width (its penultimate features
+    # feed the Fréchet distances), batch size and Adam learning rate.
+    config.eval.classifier_features = (16, 32)
+    config.eval.classifier_hidden = 64
+    config.eval.classifier_batch_size = 64
+    config.eval.classifier_learning_rate = 2e-3
     config.eval.grid_rows = 8
     config.eval.grid_cols = 8
     return config

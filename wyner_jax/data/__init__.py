@@ -12,11 +12,14 @@ from typing import Any, Callable
 from wyner_jax.data.base import Domain, PairedArrays, PairedDataset, pair_by_label
 from wyner_jax.data.digits import load_digits_add1
 from wyner_jax.data.gaussian import load_gaussian
+from wyner_jax.data.mnist import load_mnist_add1, load_mnist_svhn
 from wyner_jax.data.sketchy import SketchyDataset, load_sketchy
 
 REGISTRY: dict[str, Callable[..., PairedDataset]] = {
     "digits_add1": load_digits_add1,
     "gaussian": load_gaussian,
+    "mnist_add1": load_mnist_add1,
+    "mnist_svhn": load_mnist_svhn,
     "sketchy": load_sketchy,
 }
 
@@ -68,6 +71,8 @@ __all__ = [
     "build",
     "load_digits_add1",
     "load_gaussian",
+    "load_mnist_add1",
+    "load_mnist_svhn",
     "load_sketchy",
     "pair_by_label",
 ]

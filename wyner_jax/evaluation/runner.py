@@ -11,6 +11,13 @@ Metric names (all in ``metrics.json``):
 * ``coherence/x2y``: share of generated y ~ p(y|x) classified as the label the pairing
   rule gives x (add-1: label(x)+1 mod 10); ``coherence/y2x`` the converse; ``coherence/joint``
   share of joint samples (x, y) ~ p(x, y) whose labels obey the rule;
+* ``fd/x``, ``fd/y``: Fréchet distance between joint samples x (y) ~ p(x, y) and the real
+  test images of that domain; ``fd/x2y``: class-conditional Fréchet distance between the
+  generated y ~ p(y|x) of every test pair and the real test y of the target class, mean over
+  classes (wyner-model.md §6.4, one sample per test pair instead of 32 references × 2,048
+  samples); ``fd/y2x`` the converse. Features: the evaluation classifiers' penultimate
+  activations, so the values are **not comparable with Inception FID** nor with the
+  reference's tables, only between runs with the same classifiers (lower is better);
 * ``probe/z_xy``, ``probe/z_x``, ``probe/z_y``: linear softmax probe accuracy on the joint
   / marginal representations (targets: label of y, of x, of y; wyner-model.md §6.3);
 * ``retrieval/mAP@all``, ``retrieval/mAP@all_interp``, ``retrieval/P@k``: x-queries (z_x)
@@ -37,6 +44,7 @@ import numpy as np
 from wyner_jax.evaluation import figures
 from wyner_jax.evaluation.classifier import train_image_classifier
 from wyner_jax.evaluation.coherence import add_one, coherence
+from wyner_jax.evaluation.frechet import conditional_frechet_distance, frechet_distance
 from wyner_jax.evaluation.gaussian import (
     regression_slope_and_residual_variance,
     wyner_common_information_gaussian,
@@ -138,25 +146,80 @@ def target_labels(dataset, labels_x):
 _CLASSIFIERS: dict = {}
 
 
+def classifier_settings(config) -> dict:
+    """``train_image_classifier`` keyword arguments from ``config.eval`` (defaults for configs
+    written before the width / batch / learning-rate keys existed)."""
+    e = config.eval
+    return dict(
+        steps=int(e.classifier_steps),
+        features=tuple(int(f) for f in e.get("classifier_features", (16, 32))),
+        hidden=int(e.get("classifier_hidden", 64)),
+        batch_size=int(e.get("classifier_batch_size", 64)),
+        learning_rate=float(e.get("classifier_learning_rate", 2e-3)),
+    )
+
+
 def classifiers(dataset, config):
-    """Evaluation classifiers for x and y (trained once when both sides share a domain)."""
+    """Evaluation classifiers for x and y (trained once when both sides share a domain).
+
+    Datasets that name a cache folder and their domains' images (``cache_dir`` and
+    ``domain_keys``, e.g. MNIST / SVHN from TFDS) keep the trained classifiers on disk there,
+    so every run and every evaluation of that data uses the same instrument.
+    """
     out = {}
-    steps = int(config.eval.classifier_steps)
+    settings = classifier_settings(config)
     data_key = config.data.to_json(sort_keys=True)
+    cache_dir = getattr(dataset, "cache_dir", "") or None
+    domain_keys = getattr(dataset, "domain_keys", {}) or {}
     for side in ("x", "y"):
         domain = dataset.domains[side]
         shared = dataset.domains["x"] is dataset.domains["y"]
-        key = (data_key, "xy" if shared else side, steps)
+        key = (data_key, "xy" if shared else side, tuple(sorted(settings.items())))
         if key not in _CLASSIFIERS:
             _CLASSIFIERS[key] = train_image_classifier(
                 domain,
                 dataset.num_classes,
                 seed=0,
-                steps=steps,
                 image_shape=getattr(dataset, f"{side}_image_shape"),
+                cache_dir=cache_dir if side in domain_keys else None,
+                cache_key=domain_keys.get(side, ""),
+                **settings,
             )
         out[side] = _CLASSIFIERS[key]
     return out
+
+
+def frechet_metrics(dataset, clf, gen, test) -> dict[str, float]:
+    """``fd/x``, ``fd/y``, ``fd/x2y``, ``fd/y2x`` on the classifiers' penultimate features.
+
+    Real sets are the domains' test images (``Domain.test_images``); joint samples are
+    compared with them as a whole, conditional samples per target class (the label the
+    pairing rule gives the condition), averaged over classes. A distance that cannot be
+    computed (fewer than 2 samples of a class) is left out with a warning.
+    """
+    if clf["x"].features is None or clf["y"].features is None:
+        return {}
+    dom = dataset.domains
+    real = {s: clf[s].features(dom[s].test_images) for s in ("x", "y")}
+    real_labels = {s: np.asarray(dom[s].test_labels) for s in ("x", "y")}
+    jobs = {}
+    if "joint" in gen:
+        jobs["fd/x"] = lambda: frechet_distance(clf["x"].features(gen["joint"][0]), real["x"])
+        jobs["fd/y"] = lambda: frechet_distance(clf["y"].features(gen["joint"][1]), real["y"])
+    for direction, out_side, target in (("x2y", "y", test.label_y), ("y2x", "x", test.label_x)):
+        if direction in gen:
+            jobs[f"fd/{direction}"] = lambda d=direction, o=out_side, t=target: (
+                conditional_frechet_distance(
+                    real[o], real_labels[o], clf[o].features(gen[d]), t, dataset.num_classes
+                )
+            )
+    metrics = {}
+    for name, job in jobs.items():
+        try:
+            metrics[name] = float(job())
+        except ValueError as e:
+            logging.warning("No %s: %s", name, e)
+    return metrics
 
 
 def predict(clf, images, batch_size=512):
@@ -227,6 +290,7 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
         if "joint" in gen:
             lx, ly = predict(clf["x"], gen["joint"][0]), predict(clf["y"], gen["joint"][1])
             metrics["coherence/joint"] = coherence(ly, target_labels(dataset, lx))
+        metrics.update(frechet_metrics(dataset, clf, gen, test))
 
     if dataset.name == "gaussian" and "x2y" in gen:
         slope, resid = regression_slope_and_residual_variance(test.x, gen["x2y"])
@@ -360,19 +424,43 @@ def _as_images(arr, dataset, side):
     return None
 
 
+def figure_rows(test, rows: int) -> np.ndarray:
+    """Test rows for the x→y / y→x / reconstruction grids: the first pair of each class first
+    (pairs are stored class by class, so the first rows would all show one digit), then the
+    remaining rows in order; just the first rows for unlabelled data."""
+    n = min(rows, len(test.x))
+    first = np.unique(np.asarray(test.label_x), return_index=True)[1]
+    if len(first) < 2:
+        return np.arange(n)
+    rest = np.setdiff1d(np.arange(len(test.x)), first)
+    return np.concatenate([np.sort(first), rest])[:n]
+
+
 def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
-    """Grids as uint8 HWC images: joint samples, x→y (rows: input then samples), recons."""
+    """Grids as uint8 HWC images: joint samples, x→y (rows: input then samples), recons.
+
+    When one side is gray and the other RGB (MNIST–SVHN), gray images are shown as RGB."""
     rows, cols = int(config.eval.grid_rows), int(config.eval.grid_cols)
     test = dataset.test
     out = {}
     xs = _as_images(test.x[:1], dataset, "x")
     ys = _as_images(test.y[:1], dataset, "y")
-    if xs is None or ys is None or xs.shape[-1] != ys.shape[-1] or xs.shape[1:] != ys.shape[1:]:
+    if xs is None or ys is None or xs.shape[1:3] != ys.shape[1:3]:
         return out  # vector data: evaluate_and_write draws a scatter plot instead
-    pick = np.arange(min(rows, len(test.x)))
+    channels = {xs.shape[-1], ys.shape[-1]}
+    if len(channels) > 1 and channels != {1, 3}:
+        return out
+    as_images = _as_images
+    if channels == {1, 3}:
+
+        def as_images(arr, dataset, side):
+            images = _as_images(arr, dataset, side)
+            return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+    pick = figure_rows(test, rows)
     if "joint" in gen:
-        jx = _as_images(gen["joint"][0][: rows * cols // 2], dataset, "x")
-        jy = _as_images(gen["joint"][1][: rows * cols // 2], dataset, "y")
+        jx = as_images(gen["joint"][0][: rows * cols // 2], dataset, "x")
+        jy = as_images(gen["joint"][1][: rows * cols // 2], dataset, "y")
         pairs = np.stack([jx, jy], 1).reshape((rows, cols) + jx.shape[1:])
         out["joint_samples"] = figures.image_grid(pairs)
     for direction, src, side_in, side_out, fn in (
@@ -383,19 +471,19 @@ def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
             continue
         inputs = src[pick]
         samples = [
-            _as_images(fn(inputs, jax.random.fold_in(key, c)), dataset, side_out)
+            as_images(fn(inputs, jax.random.fold_in(key, c)), dataset, side_out)
             for c in range(cols - 1)
         ]
-        grid = np.stack([_as_images(inputs, dataset, side_in)] + samples, 1)
+        grid = np.stack([as_images(inputs, dataset, side_in)] + samples, 1)
         out[f"{direction}_grid"] = figures.image_grid(grid)
     if "reconstruct" in inf.caps:
         rx, ry = inf.reconstruct(test.x[pick], test.y[pick])
         grid = np.stack(
             [
-                _as_images(test.x[pick], dataset, "x"),
-                _as_images(rx, dataset, "x"),
-                _as_images(test.y[pick], dataset, "y"),
-                _as_images(ry, dataset, "y"),
+                as_images(test.x[pick], dataset, "x"),
+                as_images(rx, dataset, "x"),
+                as_images(test.y[pick], dataset, "y"),
+                as_images(ry, dataset, "y"),
             ],
             1,
         )
