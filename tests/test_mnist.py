@@ -209,6 +209,18 @@ def test_missing_dataset_says_how_to_prepare_it(tmp_path):
     msg = str(err.value)
     assert "tfds build mnist svhn_cropped" in msg and "--file_format=array_record" in msg
     assert empty in msg and "tfds-prepare" in msg
+    assert not os.path.exists(empty) and not os.path.exists(tmp_path / "c")  # nothing written
+
+
+def test_tfrecord_preparation_is_refused_with_the_fix(tfds_dir, tmp_path):
+    import shutil
+
+    out, _ = tfds_dir
+    shutil.copytree(os.path.join(out, "mnist"), tmp_path / "mnist")
+    info = tmp_path / "mnist" / "3.0.1" / "dataset_info.json"
+    info.write_text(info.read_text().replace('"array_record"', '"tfrecord"'))
+    with pytest.raises(ValueError, match="--file_format=array_record"):
+        data.build({"name": "mnist_add1", "tfds_dir": str(tmp_path)})
 
 
 def test_unwritable_cache_dir_is_skipped(tfds_dir, tmp_path):

@@ -296,6 +296,14 @@ def _builder(name: str, data_dir: str):
             "--config.data.tfds_dir at the data_dir that holds it (default: $TFDS_DATA_DIR or "
             "~/tensorflow_datasets)."
         )
+    formats = builder.info.available_file_formats()
+    if not formats & set(tfds.core.FileFormat.with_random_access()):
+        raise ValueError(
+            f"The TFDS dataset '{name}' under {builder.data_dir} was prepared in "
+            f"{', '.join(sorted(f.value for f in formats))} format, but reading it without "
+            "TensorFlow needs array_record. Delete that folder and prepare it again with "
+            f"--file_format=array_record: `{prepare_command(data_dir)}`."
+        )
     return builder
 
 
@@ -303,16 +311,7 @@ def _data_source(builder, split: str, skip_images: bool):
     import tensorflow_datasets as tfds
 
     decoders = {"image": tfds.decode.SkipDecoding()} if skip_images else None
-    try:
-        return builder.as_data_source(split=split, decoders=decoders)
-    except NotImplementedError as e:
-        raise ValueError(
-            f"The TFDS dataset '{builder.name}' under {builder.data_dir} was prepared in "
-            f"{builder.info.file_format} format, but reading it without TensorFlow needs "
-            "array_record. Prepare it again with --file_format=array_record "
-            f"(`{prepare_command(os.path.dirname(os.path.dirname(builder.data_dir)))}`, "
-            f"after deleting {builder.data_dir})."
-        ) from e
+    return builder.as_data_source(split=split, decoders=decoders)
 
 
 def _read_records(source, records, fields) -> dict[str, np.ndarray]:
@@ -474,8 +473,12 @@ def _check_params(max_per_class, test_max_per_class, multiplier):
             raise ValueError(f"config.data.{key} must be a positive integer, got {v}.")
 
 
-def _resolve_dirs(tfds_dir: str, cache_dir: str) -> tuple[str, str | None]:
+def _resolve_dirs(tfds_dir: str, cache_dir: str, names) -> tuple[str, str | None]:
+    """(data_dir, usable cache dir); checks that `names` are prepared before creating the
+    cache folder, so a missing dataset leaves nothing behind."""
     data_dir = default_data_dir(tfds_dir)
+    for name in names:
+        _builder(name, data_dir)
     return data_dir, usable_cache_dir(cache_dir or os.path.join(data_dir, "wyner_jax_cache"))
 
 
@@ -566,7 +569,7 @@ def load_mnist_add1(
       FileNotFoundError: `mnist` is not prepared under the data_dir (the message gives the
         command that prepares it).
     """
-    data_dir, cache = _resolve_dirs(tfds_dir, cache_dir)
+    data_dir, cache = _resolve_dirs(tfds_dir, cache_dir, (MNIST,))
     train = _mnist_split("train", data_dir, cache)
     test = _mnist_split("test", data_dir, cache)
     key = f"mnist-{train[2]['version']}-{IMAGE_SIZE}px"
@@ -607,7 +610,7 @@ def load_mnist_svhn(
       svhn_train_split: the SVHN pool of the training pairs; the reference's is `extra`.
         The SVHN evaluation classifier always trains on SVHN `train`.
     """
-    data_dir, cache = _resolve_dirs(tfds_dir, cache_dir)
+    data_dir, cache = _resolve_dirs(tfds_dir, cache_dir, (MNIST, SVHN))
     m_train = _mnist_split("train", data_dir, cache)
     m_test = _mnist_split("test", data_dir, cache)
     s_train = read_split(SVHN, "train", data_dir, cache)
