@@ -144,7 +144,7 @@ class ImageRows:
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 
-    def std(self, chunk: int = 8192) -> np.ndarray:
+    def pixel_std(self, chunk: int = 8192) -> np.ndarray:
         """Per-pixel standard deviation over the rows (float32), computed on the distinct pool
         images weighted by how often they occur, in chunks."""
         counts = np.bincount(self.index, minlength=len(self.pool)).astype(np.float64)
@@ -538,8 +538,8 @@ def build_add1_dataset(
         test=splits["test"],
         num_classes=NUM_CLASSES,
         label_rule="add1",
-        x_std=train.x.std(),
-        y_std=train.y.std(),
+        x_std=train.x.pixel_std(),
+        y_std=train.y.pixel_std(),
         domains={"x": x_domain, "y": y_dom},
         cache_dir=cache_dir or "",
         domain_keys=dict(domain_keys),
