@@ -10,16 +10,22 @@ import inspect
 from typing import Any, Callable
 
 from wyner_jax.data.base import Domain, PairedArrays, PairedDataset, pair_by_label
+from wyner_jax.data.cub import CaptionDataset, load_cub
 from wyner_jax.data.digits import load_digits_add1
 from wyner_jax.data.gaussian import load_gaussian
 from wyner_jax.data.mnist import load_mnist_add1, load_mnist_svhn
+from wyner_jax.data.pix2pix import load_facades, load_maps, load_mnist_cdcb
 from wyner_jax.data.sketchy import SketchyDataset, load_sketchy
 
 REGISTRY: dict[str, Callable[..., PairedDataset]] = {
+    "cub": load_cub,
     "digits_add1": load_digits_add1,
     "gaussian": load_gaussian,
     "mnist_add1": load_mnist_add1,
     "mnist_svhn": load_mnist_svhn,
+    "maps": load_maps,
+    "facades": load_facades,
+    "mnist_cdcb": load_mnist_cdcb,
     "sketchy": load_sketchy,
 }
 
@@ -64,11 +70,13 @@ def build(data_config: Any) -> PairedDataset:
 
 __all__ = [
     "REGISTRY",
+    "CaptionDataset",
     "Domain",
     "PairedArrays",
     "PairedDataset",
     "SketchyDataset",
     "build",
+    "load_cub",
     "load_digits_add1",
     "load_gaussian",
     "load_mnist_add1",
