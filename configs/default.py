@@ -71,6 +71,9 @@ def get_config():
     # 0 keeps the encoders deterministic, the reference default (§1.2).
     config.model.joint_encoder_noise_dim = 0
     config.model.marginal_encoder_noise_dim = 0
+    # 'bfloat16' computes every layer in bf16 (accelerators' matrix units) with float32
+    # parameters, optimiser state, BatchNorm statistics and losses; 'float32' everywhere else.
+    config.model.compute_dtype = "float32"
     config.model.encoder_negative_slope = 0.2
     config.model.decoder_negative_slope = 0.2
 
@@ -138,6 +141,11 @@ def get_config():
     config.iiae.conv_base = 32
     config.iiae.conv_hidden = (256,)
     config.iiae.decoder_dropout = 0.5
+    # 'flat': a vector z^s (above; the reference's Cars variant); 'spatial': the 256-px image
+    # networks' grid z^s with shared_dim channels (iiae.md §1.3, models/iiae_spatial.py), after
+    # trunk_layers stride-2 convs of the encoders (8×8×128 at 256 px with 4 layers).
+    config.iiae.shared_code = "flat"
+    config.iiae.trunk_layers = 4
     config.iiae.bn_momentum = 0.9  # TF running-average decay (same meaning in Flax)
     config.iiae.bn_epsilon = 1e-5
     # The reference evaluates with BN running averages (is_training=False); True uses the

@@ -20,6 +20,8 @@ refreshes its power-iteration vector.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Sequence
 
@@ -34,6 +36,45 @@ TORCH_DEFAULT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 BN_MOMENTUM = 0.999
 BN_EPSILON = 1e-3
+
+# Mixed precision: the dtype layers compute in (None: float32). Parameters, optimiser state,
+# BatchNorm statistics and every loss stay float32; set with ``compute_dtype`` around a
+# model's apply (``config.model.compute_dtype``).
+_COMPUTE_DTYPE: contextvars.ContextVar = contextvars.ContextVar("compute_dtype", default=None)
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def check_compute_dtype(name: str) -> str:
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"Unknown compute dtype {name!r}; set --config.model.compute_dtype to one of "
+            f"{', '.join(COMPUTE_DTYPES)}."
+        )
+    return name
+
+
+@contextlib.contextmanager
+def compute_dtype(name: str):
+    """Layers built (traced) inside this block compute in ``name`` ('float32' or
+    'bfloat16') while their parameters stay float32: bf16 matrix units on accelerators."""
+    check_compute_dtype(name)
+    token = _COMPUTE_DTYPE.set(None if name == "float32" else jnp.dtype(name))
+    try:
+        yield
+    finally:
+        _COMPUTE_DTYPE.reset(token)
+
+
+def layer_dtype():
+    """The computation dtype for a layer being built (None means float32)."""
+    return _COMPUTE_DTYPE.get()
+
+
+def float32(tree):
+    """Casts every floating leaf to float32: losses are computed in full precision."""
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
 
 
 def activation(name: str | None, negative_slope: float = 0.2):
@@ -62,17 +103,29 @@ class Linear(nn.Module):
     def __call__(self, h, train: bool):
         if not self.spectral_norm:
             return nn.Dense(
-                self.features, kernel_init=XAVIER, use_bias=self.use_bias, name="dense"
+                self.features,
+                kernel_init=XAVIER,
+                use_bias=self.use_bias,
+                dtype=layer_dtype(),
+                name="dense",
             )(h)
         layer = nn.Dense(
-            self.features, kernel_init=TORCH_DEFAULT, use_bias=self.use_bias, name="dense"
+            self.features,
+            kernel_init=TORCH_DEFAULT,
+            use_bias=self.use_bias,
+            dtype=layer_dtype(),
+            name="dense",
         )
         return nn.SpectralNorm(layer, name="sn")(h, update_stats=train)
 
 
 def batch_norm(train: bool, momentum: float = BN_MOMENTUM, epsilon: float = BN_EPSILON, name=None):
     return nn.BatchNorm(
-        use_running_average=not train, momentum=momentum, epsilon=epsilon, name=name
+        use_running_average=not train,
+        momentum=momentum,
+        epsilon=epsilon,
+        dtype=layer_dtype(),
+        name=name,
     )
 
 
@@ -110,7 +163,7 @@ class MLP(nn.Module):
             bn = (self.batchnorm and i > 0) or (bn_first and i == 0)
             # A bias right before BatchNorm is cancelled by it; leaving it out removes
             # parameters whose gradient is pure rounding noise (which Adam would amplify).
-            h = nn.Dense(width, kernel_init=XAVIER, use_bias=not bn)(h)
+            h = nn.Dense(width, kernel_init=XAVIER, use_bias=not bn, dtype=layer_dtype())(h)
             if bn:
                 h = batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
             h = act(h)
@@ -166,6 +219,7 @@ class ConvEncoder(nn.Module):
                 padding=((2, 2), (2, 2)),
                 kernel_init=XAVIER,
                 use_bias=not bn,
+                dtype=layer_dtype(),
             )(h)
             if bn:
                 h = batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
@@ -207,12 +261,13 @@ class ConvDecoder(nn.Module):
                 padding=((2, 3), (2, 3)),
                 kernel_init=XAVIER,
                 use_bias=last,
+                dtype=layer_dtype(),
             )(h)
             if not last:
                 h = batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
                 h = nn.leaky_relu(h, self.negative_slope)
         if n_up == 0:  # 4×4 images: the Dense already produced the output grid
-            h = nn.Dense(channels, kernel_init=XAVIER)(h)
+            h = nn.Dense(channels, kernel_init=XAVIER, dtype=layer_dtype())(h)
         return jnp.tanh(h)
 
 
@@ -243,7 +298,7 @@ class MLPDecoder(nn.Module):
             batchnorm=self.batchnorm,
             spectral_norm=self.spectral_norm,
         )(latent, train)
-        out = nn.Dense(math.prod(self.out_shape), kernel_init=XAVIER)(h)
+        out = nn.Dense(math.prod(self.out_shape), kernel_init=XAVIER, dtype=layer_dtype())(h)
         out = activation(self.out_act)(out)
         return out.reshape((latent.shape[0],) + tuple(self.out_shape))
 

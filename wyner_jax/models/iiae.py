@@ -107,6 +107,15 @@ def split_moments(out: jax.Array, logvar_max: float) -> tuple[jax.Array, jax.Arr
     return mean, jnp.minimum(logvar, logvar_max)
 
 
+def join_codes(z_s: jax.Array, z_e: jax.Array) -> jax.Array:
+    """The decoder input [z^s, z^e] (z^s first). A spatial z^s [N, h, w, C] takes the
+    exclusive vector z^e tiled over its grid as extra channels (§1.3, 8×8×(128+8))."""
+    if z_s.ndim > 2:
+        grid = z_s.shape[1:-1]
+        z_e = jnp.broadcast_to(z_e[:, None, None, :], (z_e.shape[0],) + grid + z_e.shape[-1:])
+    return jnp.concatenate([z_s, z_e.astype(z_s.dtype)], axis=-1)
+
+
 def anneal_factor(step: jax.Array, anneal_steps: float) -> jax.Array:
     """KL annealing c_t = 1 − exp(−t/ar), t = updates done before this one, stop-gradient.
 
@@ -229,6 +238,11 @@ class Arch:
             bn_epsilon=float(c.bn_epsilon),
         )
 
+    @property
+    def shared_shape(self) -> tuple[int, ...]:
+        """Shape of one z^s: a vector here; a grid for ``iiae_spatial.SpatialArch``."""
+        return (self.shared_dim,)
+
     def mlp(self, hidden, features, name, last_act=None) -> nets.MLP:
         """Dense → BN+LReLU blocks and a final Dense (the reference's ZS layer recipe)."""
         return nets.MLP(
@@ -314,6 +328,7 @@ class ConvTrunk(nn.Module):
                 padding="SAME",
                 kernel_init=CONV_INIT,
                 use_bias=False,
+                dtype=nets.layer_dtype(),
             )(h)
             h = nets.batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
             h = nn.leaky_relu(h, LRELU_SLOPE)
@@ -331,7 +346,7 @@ class ConvGaussianEncoder(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         h = ConvTrunk(self.base, self.bn_momentum, self.bn_epsilon)(x, train)
-        return nn.Dense(self.features, kernel_init=nets.XAVIER)(h)
+        return nn.Dense(self.features, kernel_init=nets.XAVIER, dtype=nets.layer_dtype())(h)
 
 
 class MLPDecoder(nn.Module):
@@ -384,18 +399,26 @@ class ConvDecoder(nn.Module):
         size, _, channels = self.out_shape
         n_up = nets.num_halvings(size) - 1  # from 4×4
         width = self.base * 2**n_up
-        h = nn.Dense(4 * 4 * width, kernel_init=nets.XAVIER, use_bias=False)(latent)
+        h = nn.Dense(
+            4 * 4 * width, kernel_init=nets.XAVIER, use_bias=False, dtype=nets.layer_dtype()
+        )(latent)
         h = self.block(h.reshape(h.shape[0], 4, 4, width), 0, train, dropout)
         for i in range(n_up):
             last = i == n_up - 1
             width = channels if last else width // 2
             h = nn.ConvTranspose(
-                width, (4, 4), strides=(2, 2), padding="SAME", kernel_init=CONV_INIT, use_bias=last
+                width,
+                (4, 4),
+                strides=(2, 2),
+                padding="SAME",
+                kernel_init=CONV_INIT,
+                use_bias=last,
+                dtype=nets.layer_dtype(),
             )(h)
             if not last:
                 h = self.block(h, i + 1, train, dropout)
         if n_up == 0:  # 4×4 images: the Dense block already produced the grid
-            h = nn.Dense(channels, kernel_init=nets.XAVIER)(h)
+            h = nn.Dense(channels, kernel_init=nets.XAVIER, dtype=nets.layer_dtype())(h)
         return nets.activation(self.out_act)(h)
 
 
@@ -436,10 +459,10 @@ class IIAENetworks(nn.Module):
         }
 
     def decode_x(self, z_s, z_x, train, dropout=False):
-        return self.dec_x(jnp.concatenate([z_s, z_x], axis=-1), train, dropout)
+        return self.dec_x(join_codes(z_s, z_x), train, dropout)
 
     def decode_y(self, z_s, z_y, train, dropout=False):
-        return self.dec_y(jnp.concatenate([z_s, z_y], axis=-1), train, dropout)
+        return self.dec_y(join_codes(z_s, z_y), train, dropout)
 
     def __call__(self, x, y, eps, *, train: bool, dropout: bool):
         """The training pass: every posterior, and x̂ = Dec_x(z^s, z^x), ŷ = Dec_y(z^s, z^y)
@@ -468,6 +491,22 @@ class IIAENetworks(nn.Module):
 
     def joint(self, z_s, z_x, z_y, train):
         return self.decode_x(z_s, z_x, train), self.decode_y(z_s, z_y, train)
+
+    def exclusive(self, x, y, train):
+        """Exclusive codes: the means of q(z^x|x) and q(z^y|y) (the reference's eR_X2Y,
+        eR_Y2X, whose cross-domain retrieval should sit at chance, §5.3)."""
+        return {
+            "e_x": self.moments(self.q_x(x, train))[0],
+            "e_y": self.moments(self.q_y(y, train))[0],
+        }
+
+    def x2y_style(self, x, y_style, train):
+        """Dec_y(mean of r(z^s|x), mean of q(z^y|y_style)): x's content in another y's
+        exclusive factor (§5.4; with y_style = x's partner this is ``outputsY_fromX``)."""
+        return self.x2y(x, self.moments(self.q_y(y_style, train))[0], train)
+
+    def y2x_style(self, y, x_style, train):
+        return self.y2x(y, self.moments(self.q_x(x_style, train))[0], train)
 
     def reconstruct(self, x, y, train):
         """Decoders on the posterior means of q(z^s|x,y), q(z^x|x), q(z^y|y)."""
@@ -545,7 +584,14 @@ class IIAEModel:
         self.config = config
         c = config.iiae
         family = config.model.family
-        self.arch = Arch.from_config(
+        arch_cls = Arch
+        if c.get("shared_code", "flat") == "spatial":  # the 256-px networks' 8×8×C z^s (§1.3)
+            from wyner_jax.models.iiae_spatial import SpatialArch as arch_cls
+        elif c.get("shared_code", "flat") != "flat":
+            raise ValueError(
+                f"config.iiae.shared_code must be 'flat' or 'spatial', got {c.shared_code!r}."
+            )
+        self.arch = arch_cls.from_config(
             family,
             c,
             dataset.x_shape,
@@ -565,17 +611,18 @@ class IIAEModel:
         self.net = IIAENetworks(self.arch, float(c.logvar_max))
         self.optimizer = make_optimizer(c)
         self.bn_batch_stats_at_eval = bool(c.bn_batch_stats_at_eval)
+        self.compute_dtype = nets.check_compute_dtype(config.model.compute_dtype)
 
     # ------------------------------------------------------------------ randomness
     def sample_eps(self, key, n: int) -> dict[str, jax.Array]:
         """Standard-normal ε for the reparameterised samples of q_x, q_y, q_s."""
-        dims = {
-            "q_x": self.arch.exclusive_dim,
-            "q_y": self.arch.exclusive_dim,
-            "q_s": self.arch.shared_dim,
+        shapes = {
+            "q_x": (self.arch.exclusive_dim,),
+            "q_y": (self.arch.exclusive_dim,),
+            "q_s": self.arch.shared_shape,
         }
-        keys = jax.random.split(key, len(dims))
-        return {k: jax.random.normal(kk, (n, d)) for kk, (k, d) in zip(keys, dims.items())}
+        keys = jax.random.split(key, len(shapes))
+        return {k: jax.random.normal(kk, (n,) + d) for kk, (k, d) in zip(keys, shapes.items())}
 
     # ------------------------------------------------------------------ init
     def init(self, rng, batch) -> IIAEState:
@@ -614,11 +661,17 @@ class IIAEModel:
             rngs={"dropout": k_dropout},
             mutable=["batch_stats"],
         )
-        total, terms = iiae_loss(out, x, y, step, self.loss_cfg)
+        total, terms = iiae_loss(nets.float32(out), x, y, step, self.loss_cfg)
         return total, (terms, upd["batch_stats"])
 
     def train_step(self, state: IIAEState, batch):
-        """One Adam step on L; BatchNorm running averages take this batch's statistics."""
+        """One Adam step on L; BatchNorm running averages take this batch's statistics.
+
+        The networks compute in ``config.model.compute_dtype``; parameters and L are float32."""
+        with nets.compute_dtype(self.compute_dtype):
+            return self._train_step(state, batch)
+
+    def _train_step(self, state: IIAEState, batch):
         key = jax.random.fold_in(state.rng, state.step)
         (_, (terms, batch_stats)), grads = jax.value_and_grad(self.loss_and_stats, has_aux=True)(
             state.params, state.batch_stats, batch, state.step, key
@@ -638,14 +691,16 @@ class IIAEModel:
         return {"params": state.params, "batch_stats": state.batch_stats}
 
     def _apply(self, variables, *args, method):
-        if self.bn_batch_stats_at_eval:
-            # Batch statistics write new running averages; evaluation discards them so it never
-            # changes the training state.
-            out, _ = self.net.apply(
-                variables, *args, train=True, method=method, mutable=["batch_stats"]
-            )
-            return out
-        return self.net.apply(variables, *args, train=False, method=method)
+        with nets.compute_dtype(self.compute_dtype):
+            if self.bn_batch_stats_at_eval:
+                # Batch statistics write new running averages; evaluation discards them so it
+                # never changes the training state.
+                out, _ = self.net.apply(
+                    variables, *args, train=True, method=method, mutable=["batch_stats"]
+                )
+            else:
+                out = self.net.apply(variables, *args, train=False, method=method)
+        return nets.float32(out)
 
     def embed(self, variables, x, y):
         return self._apply(variables, x, y, method=IIAENetworks.embed)
@@ -663,7 +718,7 @@ class IIAEModel:
         a = self.arch
         return self._apply(
             variables,
-            jax.random.normal(k_s, (n, a.shared_dim)),
+            jax.random.normal(k_s, (n,) + a.shared_shape),
             jax.random.normal(k_x, (n, a.exclusive_dim)),
             jax.random.normal(k_y, (n, a.exclusive_dim)),
             method=IIAENetworks.joint,
@@ -671,6 +726,18 @@ class IIAEModel:
 
     def reconstruct(self, variables, x, y):
         return self._apply(variables, x, y, method=IIAENetworks.reconstruct)
+
+    # Optional inference methods (the evaluation uses them when a model has them).
+    def embed_exclusive(self, variables, x, y):
+        """{'e_x', 'e_y'}: the exclusive codes of x alone and y alone."""
+        return self._apply(variables, x, y, method=IIAENetworks.exclusive)
+
+    def translate_x2y_style(self, variables, x, y_style):
+        """y with x's shared content and the exclusive code of y_style (row by row)."""
+        return self._apply(variables, x, y_style, method=IIAENetworks.x2y_style)
+
+    def translate_y2x_style(self, variables, y, x_style):
+        return self._apply(variables, y, x_style, method=IIAENetworks.y2x_style)
 
     def capabilities(self, state) -> set[str]:
         """Every IIAE network always exists, so every inference method is available."""

@@ -318,7 +318,7 @@ class LatentHead(nn.Module):
     def __call__(self, h, train: bool):
         if self.uniform:  # reference: get_fc with last_act tanh, hence also the SN quirk
             return jnp.tanh(nets.Linear(self.features, spectral_norm=self.sn)(h, train))
-        return nn.Dense(self.features, kernel_init=nets.XAVIER)(h)
+        return nn.Dense(self.features, kernel_init=nets.XAVIER, dtype=nets.layer_dtype())(h)
 
 
 # --------------------------------------------------------------------------- generator
@@ -646,6 +646,7 @@ class WynerModel:
                 )
         self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator)
         self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator)
+        self.compute_dtype = nets.check_compute_dtype(config.model.compute_dtype)
 
     # ------------------------------------------------------------------ randomness
     def sample_prior(self, key, shape):
@@ -706,6 +707,7 @@ class WynerModel:
     def discriminator_loss(self, logits):
         """L_D = Σ_k w_k · (−J_k), J the density-ratio objective (§2.3)."""
         objective = losses.DENSITY_RATIO_OBJECTIVES[self.config.loss.discriminator]
+        logits = nets.float32(logits)
         a = self.config.loss.label_smoothing
         terms = {}
         total = 0.0
@@ -724,6 +726,7 @@ class WynerModel:
     def generator_loss(self, logits, rec):
         """L_G = Σ λ_k S_k + Σ λ_CI E_P[T_CI] + Σ λ_agg S_agg + Σ λ_r R_r (§2.5)."""
         plugin = losses.GENERATOR_PLUGINS[self.config.loss.generator]
+        logits, rec = nets.float32(logits), nets.float32(rec)
         recon = losses.RECONSTRUCTION_LOSSES
         side_loss = {
             "x": recon[self.config.loss.recon_x],
@@ -744,7 +747,14 @@ class WynerModel:
 
     # ------------------------------------------------------------------ the update
     def train_step(self, state: WynerState, batch):
-        """D update, then G update on the same batch with fresh draws, then EMA (§3.2)."""
+        """D update, then G update on the same batch with fresh draws, then EMA (§3.2).
+
+        The networks compute in ``config.model.compute_dtype``; parameters, optimiser state,
+        EMA and the losses are float32."""
+        with nets.compute_dtype(self.compute_dtype):
+            return self._train_step(state, batch)
+
+    def _train_step(self, state: WynerState, batch):
         x, y = batch["x"], batch["y"]
         n = x.shape[0]
         key = jax.random.fold_in(state.rng, state.step)
@@ -849,15 +859,16 @@ class WynerModel:
         key = jax.random.PRNGKey(0) if key is None else jax.random.fold_in(key, 1)
         # In "train" mode BatchNorm and spectral norm write updated statistics; evaluation
         # discards them so it never changes the training state.
-        out, _ = self.generator.apply(
-            variables,
-            *args,
-            train=train,
-            method=method,
-            rngs={"encoder_noise": key},
-            mutable=["batch_stats"],
-        )
-        return out
+        with nets.compute_dtype(self.compute_dtype):
+            out, _ = self.generator.apply(
+                variables,
+                *args,
+                train=train,
+                method=method,
+                rngs={"encoder_noise": key},
+                mutable=["batch_stats"],
+            )
+        return nets.float32(out)
 
     def embed(self, variables, x, y):
         return self._apply(variables, x, y, method=WynerGenerator.embed)
