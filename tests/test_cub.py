@@ -1,0 +1,324 @@
+"""CUB image features ↔ captions: tokeniser, vocabulary, loader (raw files and TFDS), refusals,
+the sentence embedding and CCA score against independent NumPy/SciPy computations, and a short
+end-to-end run of configs/cub.py on the synthetic fixture."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from wyner_jax import data
+from wyner_jax.data import captions as cap
+from wyner_jax.data.cub import FeatureRows, load_cub
+from wyner_jax.evaluation import cca as cca_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from make_cub_fixture import make_fixture  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    return make_fixture(str(tmp_path_factory.mktemp("cub")))
+
+
+# ----------------------------------------------------------------------------- tokeniser
+
+
+@pytest.mark.parametrize(
+    "line, tokens",
+    [
+        (
+            "this bird's beak is short, and pointed.",
+            ["this", "bird", "'s", "beak", "is", "short", ",", "and", "pointed", "."],
+        ),
+        ("it doesn't have a long tail", ["it", "does", "n't", "have", "a", "long", "tail"]),
+        ("a grey-and-white body.", ["a", "grey-and-white", "body", "."]),
+        ("this is a bird. it has wings", ["this", "is", "a", "bird", ".", "it", "has", "wings"]),
+        ("(the beak) is 3.5 cm", ["(", "the", "beak", ")", "is", "3.5", "cm"]),
+        ("it cannot fly; it's tiny!", ["it", "can", "not", "fly", ";", "it", "'s", "tiny", "!"]),
+        ("wings: 1,000 feathers", ["wings", ":", "1,000", "feathers"]),
+        ("  ", []),
+    ],
+)
+def test_tokenize_follows_treebank_conventions(line, tokens):
+    assert cap.tokenize(line) == tokens
+
+
+def test_vocabulary_count_threshold_order_and_encoding():
+    corpus = [["b", "a"]] * 4 + [["c", "a"], ["<pad>", "d"]] + [["d"]] * 3
+    vocab, counts = cap.build_vocabulary(corpus, min_count=3)
+    # a: 5, b: 4 (> 3, kept, in first-occurrence order b then a); c: 1 and d: 4 → d kept
+    assert vocab == ("<exc>", "<pad>", "<eos>", "b", "a", "d")
+    assert counts["a"] == 5 and counts["c"] == 1
+    ids = cap.encode([["a", "zzz", "b"], ["a"] * 40], vocab, max_length=6)
+    np.testing.assert_array_equal(ids[0], [4, cap.EXC_ID, 3, cap.EOS_ID, cap.PAD_ID, cap.PAD_ID])
+    np.testing.assert_array_equal(ids[1], [4, 4, 4, 4, 4, cap.EOS_ID])
+    assert ids.dtype == np.int32
+    assert cap.decode(ids[0], vocab) == "a <exc> b"
+    np.testing.assert_array_equal(cap.caption_lengths(ids), [4, 6])
+
+
+# ----------------------------------------------------------------------------- loader
+
+
+def test_loader_pairs_caption_i_with_image_i_div_10(fixture_dir):
+    ds = data.build({"name": "cub", "dir": fixture_dir})
+    feats = np.load(os.path.join(fixture_dir, "resnet101_2048", "train.npy"))
+    lines = open(os.path.join(fixture_dir, "text_trainvalclasses.txt")).read().splitlines()
+    assert ds.x_shape == (2048,) and ds.y_shape == (32,)
+    assert len(ds.train) == 10 * len(feats) == len(lines) and len(ds.test) == 120
+    for i in (0, 9, 10, 137, len(lines) - 1):
+        np.testing.assert_array_equal(ds.train.x[i], feats[i // 10])
+        want = cap.encode([cap.tokenize(lines[i])], ds.vocab)[0]
+        np.testing.assert_array_equal(ds.train.y[i], want)
+    assert ds.train.y.dtype == np.int32 and ds.vocab[:3] == cap.SPECIAL_TOKENS
+    # the vocabulary is the training words seen more than 3 times
+    _, counts = cap.build_vocabulary([cap.tokenize(s) for s in lines])
+    assert set(ds.vocab[3:]) == {w for w, c in counts.items() if c > 3}
+    assert cap.EXC_ID in ds.train.y  # the fixture's rare words
+    np.testing.assert_allclose(ds.x_std, feats.std(0), rtol=1e-5)
+    real = (ds.train.y != cap.PAD_ID) & (ds.train.y != cap.EOS_ID)
+    assert ds.word_counts.sum() == real.sum()
+    assert ds.word_counts[ds.vocab.index("bird")] == np.sum(ds.train.y == ds.vocab.index("bird"))
+
+
+def test_tfds_copy_equals_the_files(fixture_dir):
+    a = load_cub(fixture_dir, use_tfds=True)
+    b = load_cub(fixture_dir, use_tfds=False)
+    assert os.path.isdir(os.path.join(fixture_dir, "tfds", "cub_captions"))
+    assert a.vocab == b.vocab and a.test_captions == b.test_captions
+    for split in ("train", "test"):
+        pa, pb = getattr(a, split), getattr(b, split)
+        np.testing.assert_array_equal(np.asarray(pa.x), np.asarray(pb.x))
+        np.testing.assert_array_equal(pa.y, pb.y)
+
+
+def test_batches_are_deterministic_token_ids(fixture_dir):
+    ds = load_cub(fixture_dir)
+    b1, b2 = ds.train_batch(3, 16, seed=1), load_cub(fixture_dir).train_batch(3, 16, seed=1)
+    for k in b1:
+        np.testing.assert_array_equal(b1[k], b2[k])
+    assert b1["y"].shape == (16, 32) and b1["y"].dtype == np.int32
+    assert b1["x"].shape == (16, 2048) and b1["x"].dtype == np.float32
+
+
+def test_feature_rows_behave_like_the_array():
+    pool = np.arange(12, dtype=np.float32).reshape(4, 3)
+    index = np.array([0, 0, 2, 3, 3, 1])
+    rows, full = FeatureRows(pool, index), pool[index]
+    assert rows.shape == full.shape and len(rows) == 6 and rows.ndim == 2
+    np.testing.assert_array_equal(np.asarray(rows), full)
+    np.testing.assert_array_equal(rows[[5, 1]], full[[5, 1]])
+    np.testing.assert_array_equal(rows[2:4], full[2:4])
+    np.testing.assert_array_equal(rows[3], full[3])
+    np.testing.assert_array_equal(rows[:, 1], full[:, 1])
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def test_missing_dataset_says_where_to_get_it_and_where_to_put_it(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        load_cub(str(tmp_path / "nowhere"))
+    msg = str(e.value)
+    for part in (
+        "text_trainvalclasses.txt",
+        "text_testclasses.txt",
+        os.path.join("resnet101_2048", "train.npy"),
+        "mmdgm/datasets/cub.zip",
+        "--config.data.dir",
+        "scripts/cub_resnet_features.py",
+        "scripts/make_cub_fixture.py",
+    ):
+        assert part in msg, part
+    assert not os.path.exists(tmp_path / "nowhere")  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        ("drop_line", "10 lines per image"),
+        ("shape", r"\[N_images, 2048\]"),
+        ("nan", "NaN or Inf"),
+        ("garbage", "cannot be read"),
+    ],
+)
+def test_malformed_inputs_are_refused(tmp_path, edit, match):
+    root = make_fixture(str(tmp_path), num_train=3, num_test=2)
+    text = os.path.join(root, "text_testclasses.txt")
+    feats = os.path.join(root, "resnet101_2048", "test.npy")
+    if edit == "drop_line":
+        lines = open(text).read().splitlines()
+        open(text, "w").write("\n".join(lines[:-1]) + "\n")
+    elif edit == "shape":
+        np.save(feats, np.load(feats)[:, :100])
+    elif edit == "nan":
+        f = np.load(feats)
+        f[1, 5] = np.nan
+        np.save(feats, f)
+    else:
+        open(feats, "wb").write(b"not an npy file")
+    with pytest.raises(ValueError, match=match):
+        load_cub(root, use_tfds=False)
+    with pytest.raises(ValueError, match=match):  # refused before any TFDS copy is written
+        load_cub(root, use_tfds=True)
+    assert not os.path.exists(os.path.join(root, "tfds", "cub_captions", "1.0.0"))
+
+
+# ----------------------------------------------------------------------------- CCA
+
+
+def correlated_views(n=600, dx=12, dy=8, seed=0):
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(n, 3))
+    x = shared @ rng.normal(size=(3, dx)) + rng.normal(size=(n, dx)) + 2.0
+    y = shared @ rng.normal(size=(3, dy)) + 0.7 * rng.normal(size=(n, dy)) - 1.0
+    return x, y
+
+
+def generalized_eig_cca(x, y, k, eps):
+    """Independent CCA: SciPy's dense generalised eigensolver on A w = ρ B w, as the reference
+    calls it (A = [[0, C_xy], [C_yx, 0]], B = blockdiag(C_xx, C_yy) + ridge), sorted by ρ."""
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    n, dx, dy = len(x), x.shape[1], y.shape[1]
+    c_xx, c_yy, c_xy = xc.T @ xc / n, yc.T @ yc / n, xc.T @ yc / n
+    a = np.block([[np.zeros((dx, dx)), c_xy], [c_xy.T, np.zeros((dy, dy))]])
+    b = scipy.linalg.block_diag(
+        c_xx + eps * np.trace(c_xx) / dx * np.eye(dx), c_yy + eps * np.trace(c_yy) / dy * np.eye(dy)
+    )
+    rho, w = scipy.linalg.eig(a, b)  # eigenvectors of unit Euclidean norm
+    order = np.argsort(-rho.real)[:k]
+    return rho.real[order], w.real[:, order], (c_xx, c_yy)
+
+
+def same_up_to_column_sign(a, b, **tol):
+    signs = np.sign(np.sum(a * b, axis=0))
+    np.testing.assert_allclose(a * signs, b, **tol)
+
+
+@pytest.mark.parametrize("eps", [1e-12, 0.1])
+def test_cca_matches_scipy_generalized_eig_both_normalizations(eps):
+    x, y = correlated_views()
+    k, dx = 5, x.shape[1]
+    rho, w, (c_xx, c_yy) = generalized_eig_cca(x, y, k, eps)
+    unit_norm = cca_lib.fit_cca(x, y, k=k, eps=eps)  # the reference's scaling
+    np.testing.assert_allclose(unit_norm.correlations, rho, rtol=1e-8, atol=1e-10)
+    assert rho[0] > 0.8 and rho[-1] < 0.3  # three shared directions, then noise
+    got = np.concatenate([unit_norm.proj_x, unit_norm.proj_y])
+    same_up_to_column_sign(got, w, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(unit_norm.mean_x, x.mean(0))
+    unit_var = cca_lib.fit_cca(x, y, k=k, eps=eps, normalization="unit_variance")
+    wx, wy = w[:dx], w[dx:]
+    wx = wx / np.sqrt(np.einsum("ik,ij,jk->k", wx, c_xx, wx))
+    wy = wy / np.sqrt(np.einsum("ik,ij,jk->k", wy, c_yy, wy))
+    same_up_to_column_sign(unit_var.proj_x, wx, rtol=1e-6, atol=1e-9)
+    same_up_to_column_sign(unit_var.proj_y, wy, rtol=1e-6, atol=1e-9)
+    # canonical variates: unit variance, correlation ρ_j between the views (no ridge)
+    px, py = unit_var.project(x, y)
+    np.testing.assert_allclose(px.std(0), 1.0, rtol=1e-7)
+    if eps < 1e-9:
+        for j in range(k):
+            assert np.corrcoef(px[:, j], py[:, j])[0, 1] == pytest.approx(rho[j], abs=1e-7)
+
+
+def test_cca_score_is_the_mean_pair_cosine_and_pool_index_is_exact():
+    rng = np.random.default_rng(2)
+    shared, index = rng.normal(size=(40, 3)), np.arange(400) // 10  # ten y rows per x row
+    pool = shared @ rng.normal(size=(3, 12)) + 0.5 * rng.normal(size=(40, 12))
+    y = shared[index] @ rng.normal(size=(3, 8)) + 0.5 * rng.normal(size=(400, 8))
+    fitted = cca_lib.fit_cca(pool, y, k=4, x_index=index)
+    direct = cca_lib.fit_cca(pool[index], y, k=4)
+    np.testing.assert_allclose(fitted.proj_x, direct.proj_x, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(fitted.correlations, direct.correlations, rtol=1e-9)
+    xs, ys = pool[index], y
+    brute = []
+    for a, b in zip(xs, ys):
+        p = (a - fitted.mean_x) @ fitted.proj_x
+        q = (b - fitted.mean_y) @ fitted.proj_y
+        brute.append(p @ q / (np.linalg.norm(p) * np.linalg.norm(q)))
+    assert fitted.score(xs, ys) == pytest.approx(np.mean(brute), abs=1e-12)
+    # shuffled pairs score near 0, real pairs clearly above
+    assert fitted.score(xs, ys) > 0.3
+    assert abs(fitted.score(xs, ys[np.random.default_rng(1).permutation(400)])) < 0.1
+
+
+def test_cca_refuses_bad_k_and_singular_covariances():
+    x, y = correlated_views(n=50)
+    with pytest.raises(ValueError, match="min"):
+        cca_lib.fit_cca(x, y, k=9)
+    with pytest.raises(ValueError, match="cca_eps"):
+        cca_lib.fit_cca(x[:3], y[:30], k=2, x_index=np.arange(30) // 10)
+
+
+def test_ppmi_matches_brute_force_counting():
+    toks = np.array(
+        [[3, 4, 5, 3, cap.EOS_ID, 1, 1], [4, 0, 3, cap.EOS_ID, 1, 1, 1], [5, 5, 4, 3, 0, 4, 3]]
+    )
+    v, window = 6, 2
+    counts = np.zeros((v, v))
+    for row in toks:
+        words = []
+        for t in row:
+            if t == cap.EOS_ID:
+                break
+            if t != cap.PAD_ID:
+                words.append(t)
+        for i, w in enumerate(words):
+            for j, c in enumerate(words):
+                if 0 < abs(i - j) <= window:
+                    counts[w, c] += 1
+    np.testing.assert_array_equal(cca_lib.cooccurrence_counts(toks, v, window), counts)
+    ppmi = cca_lib.ppmi_matrix(counts, alpha=0.75)
+    total = counts.sum()
+    for w in range(v):
+        for c in range(v):
+            if counts[w, c] == 0:
+                assert ppmi[w, c] == 0
+                continue
+            p_c = counts[:, c].sum() ** 0.75 / np.sum(counts.sum(0) ** 0.75)
+            pmi = np.log(counts[w, c] / total / (counts[w].sum() / total) / p_c)
+            assert ppmi[w, c] == pytest.approx(max(pmi, 0.0))
+    vecs = cca_lib.ppmi_svd_word_vectors(toks, v, dim=3, window=window)
+    u, s, _ = np.linalg.svd(ppmi)
+    same_up_to_column_sign(vecs, u[:, :3] * np.sqrt(s[:3]), atol=1e-10)
+
+
+def test_sif_embedding_matches_a_direct_loop():
+    rng = np.random.default_rng(0)
+    v, d = 9, 4
+    vectors = rng.normal(size=(v, d))
+    counts = rng.integers(1, 50, v)
+    toks = np.array([[3, 0, 4, cap.EOS_ID, 5, 1], [6, 7, 8, 3, 4, 5], [cap.EOS_ID, 1, 1, 1, 1, 1]])
+    weights = cca_lib.sif_weights(counts)
+    c = counts.astype(float)
+    c[[cap.PAD_ID, cap.EOS_ID]] = 0
+    for w in range(v):
+        want = 0.0 if w in (cap.PAD_ID, cap.EOS_ID) else 1e-3 / (1e-3 + c[w] / c.sum())
+        assert weights[w] == pytest.approx(want)
+    got = cca_lib.weighted_average_embeddings(toks, vectors, weights)
+    for row, e in zip(toks, got):
+        total, n = np.zeros(d), 0
+        for t in row:
+            total += weights[t] * vectors[t]
+            n += 1
+            if t == cap.EOS_ID:
+                break
+        np.testing.assert_allclose(e, total / n)
+    emb = cca_lib.SentenceEmbedder(vectors, weights, np.eye(d)[1])
+    np.testing.assert_allclose(emb(toks)[:, 1], 0.0, atol=1e-12)
+    np.testing.assert_allclose(emb(toks)[:, [0, 2, 3]], got[:, [0, 2, 3]])
+
+
+def test_caption_cca_on_the_fixture_separates_real_from_shuffled(fixture_dir):
+    ds = load_cub(fixture_dir)
+    instrument = cca_lib.CaptionCCA.fit(ds, k=6, word_dim=16, eps=1e-2)
+    test_x = np.asarray(ds.test.x)
+    gt = instrument.score(test_x, ds.test.y)
+    shuffled = instrument.score(test_x, ds.test.y[np.random.default_rng(0).permutation(120)])
+    assert gt > 0.5 and gt > shuffled + 0.4
+    m = cca_lib.cca_metrics(instrument, ds, {"x2y": ds.test.y, "y2x": test_x})
+    assert m["cca/x2y"] == pytest.approx(gt) and m["cca/y2x"] == pytest.approx(gt)
