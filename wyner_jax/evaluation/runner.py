@@ -41,10 +41,11 @@ from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
-from wyner_jax.evaluation import figures
+from wyner_jax.evaluation import figures, translation_figures
 from wyner_jax.evaluation.classifier import train_image_classifier
 from wyner_jax.evaluation.coherence import add_one, coherence
 from wyner_jax.evaluation.frechet import conditional_frechet_distance, frechet_distance
+from wyner_jax.evaluation.instance_retrieval import instance_retrieval_metrics
 from wyner_jax.evaluation.gaussian import (
     regression_slope_and_residual_variance,
     wyner_common_information_gaussian,
@@ -83,6 +84,9 @@ def batched(fn, arrays, batch_size: int, key=None):
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0)[inverse], *outs)
 
 
+OPTIONAL_METHODS = ("embed_exclusive", "translate_x2y_style", "translate_y2x_style")
+
+
 class Inference:
     """The model's inference methods, jit-compiled with the variables as an argument (not
     baked into the program as constants, which would make every compile unique)."""
@@ -106,6 +110,12 @@ class Inference:
                 "joint": jax.jit(model.sample_joint, static_argnums=2),
             },
         )
+        # Optional methods (IIAE: exclusive codes, translation with another item's exclusive
+        # code), compiled when the model has them.
+        for name in OPTIONAL_METHODS:
+            if name not in jits and hasattr(model, name):
+                jits[name] = jax.jit(getattr(model, name))
+        self._jits = jits
         v = self.variables
         self._embed = lambda x, y: jits["embed"](v, x, y)
         self._x2y = lambda x, k: jits["x2y"](v, x, k)
@@ -115,6 +125,15 @@ class Inference:
 
     def embed(self, x, y):
         return batched(self._embed, (x, y), self.bs)
+
+    def has(self, name: str) -> bool:
+        """Whether the model offers the optional method ``name`` (``OPTIONAL_METHODS``)."""
+        return name in self._jits
+
+    def call(self, name: str, a, b):
+        """An optional two-input method over rows of (a, b), batched."""
+        fn, v = self._jits[name], self.variables
+        return batched(lambda p, q: fn(v, p, q), (a, b), self.bs)
 
     def x2y(self, x, key):
         return batched(self._x2y, (x,), self.bs, key)
@@ -247,6 +266,14 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
     if labelled and zero_shot:
         r, extra_images = zero_shot_retrieval(inf, dataset, config)
         metrics.update(r)
+    if getattr(dataset, "instance_pairs", False):
+        # Instance-paired images (Maps, Facades, MNIST-CDCB): pair Recall@k, iiae.md §5.3.
+        ks = tuple(config.eval.get("instance_retrieval_ks", (1,)))
+        codes = dict(emb_test)
+        if inf.has("embed_exclusive"):
+            codes.update(inf.call("embed_exclusive", test.x, test.y))
+        r = instance_retrieval_metrics(codes, ks)
+        metrics.update({f"retrieval/{k}": v for k, v in r.items()})
     if labelled and not zero_shot:
         emb_train = inf.embed(train.x, train.y)
         targets = {"z_xy": "label_y", "z_x": "label_x", "z_y": "label_y"}
@@ -273,9 +300,13 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
 
     # Generation: coherence under the evaluation classifiers.
     gen = {}
-    if "x2y" in inf.caps:
+    # Instance-paired images have no metric on translations of the whole test set (10,000
+    # MNIST-CDCB pairs at 256 px would be 7.9 GB per direction); their figures translate a
+    # few rows themselves.
+    need_translations = not getattr(dataset, "instance_pairs", False)
+    if "x2y" in inf.caps and need_translations:
         gen["x2y"] = inf.x2y(test.x, k_x2y)
-    if "y2x" in inf.caps:
+    if "y2x" in inf.caps and need_translations:
         gen["y2x"] = inf.y2x(test.y, k_y2x)
     if "joint" in inf.caps:
         gen["joint"] = inf.joint(int(config.eval.num_joint_samples), k_joint)
@@ -476,6 +507,23 @@ def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
         ]
         grid = np.stack([as_images(inputs, dataset, side_in)] + samples, 1)
         out[f"{direction}_grid"] = figures.image_grid(grid)
+    for direction, src, dst, side_out in (
+        ("x2y", test.x, test.y, "y"),
+        ("y2x", test.y, test.x, "x"),
+    ):
+        # Translation with the exclusive code of other items (iiae.md §5.4): needs HWC image
+        # data (not flattened) of one shape on both sides.
+        images = dataset.x_shape == dataset.y_shape and len(dataset.x_shape) == 3
+        if not inf.has(f"translate_{direction}_style") or not images:
+            continue
+        styles = dst[pick[: max(1, cols - 2)]]
+        grid = translation_figures.style_grid(
+            lambda a, b, d=direction: inf.call(f"translate_{d}_style", a, b),
+            src[pick],
+            as_images(dst[pick], dataset, side_out),
+            as_images(styles, dataset, side_out),
+        )
+        out[f"{direction}_style_grid"] = figures.image_grid(grid)
     if "reconstruct" in inf.caps:
         rx, ry = inf.reconstruct(test.x[pick], test.y[pick])
         grid = np.stack(
