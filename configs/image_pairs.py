@@ -85,3 +85,35 @@ def configure_iiae(config):
     c.bn_epsilon = 1e-5
     c.bn_batch_stats_at_eval = False
     return config
+
+
+def configure_wyner(config):
+    """The Variational Wyner model on these data, with the same batch (8) and steps as IIAE.
+
+    Networks: the §4.1 conv family (5×5 stride-2 convs with BN + LReLU to 2×2, deconvs from
+    4×4×512) with as many stride-2 layers as the image side needs (7 at 256 px) and channels
+    that stop doubling at 8·base (``model.conv.max_doublings = 3``): the 32-px family's widest
+    layer, where uncapped doubling would reach 64·base = 2048 channels (4096 in D_F) at 256 px.
+    Codes: dz = 128 (IIAE's flat shared dimension, shdim), du = dv = 8 (IIAE's exdim).
+    Loss weights: those of the MNIST configs (the reference ships none; reasons in
+    ``configs/mnist_add1.py``): λ_j = λ_cx2y = λ_cy2x = λ_c = 1, λ_var_ci = 0.1, L1
+    reconstructions 1, j_rec_zuv 1. BatchNorm uses batch statistics at evaluation (reference
+    §7.2), so the evaluation batch equals the training batch. Untuned on these data.
+    """
+    config.model.name = "wyner"
+    m = config.model
+    m.family = "conv"
+    m.dz, m.du, m.dv = 128, 8, 8
+    m.conv.base = 32
+    m.conv.max_doublings = 3
+    m.conv.disc_batchnorm_first = False
+    m.disc.hidden_dim = 512
+    m.disc.n_hidden_layers = 1
+    lam = config.loss.lambdas
+    lam.j = lam.cx2y = lam.cy2x = lam.c = 1.0
+    lam.var_ci = 0.1
+    for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
+        lam[k] = 1.0
+    lam.j_rec_zuv = 1.0
+    config.eval.batch_size = BATCH
+    return config

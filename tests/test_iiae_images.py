@@ -12,7 +12,10 @@ import pytest
 from PIL import Image
 
 from configs import iiae_facades, iiae_maps, iiae_mnist_cdcb
+from configs import maps as wyner_maps
+from configs import mnist_cdcb as wyner_cdcb
 from wyner_jax import losses, nets, trainer
+from wyner_jax.models.base import build_model
 from wyner_jax.models.iiae import IIAEModel, iiae_loss, join_codes
 from wyner_jax.models.iiae_spatial import SpatialArch
 
@@ -149,3 +152,44 @@ def test_train_and_evaluate_on_the_maps_fixture(tmp_path):
     assert np.all(grid[1:65, 1:65] == 255)  # the blank corner
     for name in ("y2x_style_grid", "x2y_grid", "reconstructions", "joint_samples"):
         assert os.path.getsize(figs / f"{name}.png") > 1000, name
+
+
+def test_wyner_conv_family_scales_to_256_px_with_capped_widths():
+    config = wyner_maps.get_config()
+    model = build_model(config, Shapes(256))
+    batch = {"x": jnp.zeros((8, 256, 256, 3)), "y": jnp.zeros((8, 256, 256, 3))}
+    state = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)
+    kernels = {
+        "/".join(k.key for k in path): a.shape
+        for path, a in jax.tree_util.tree_flatten_with_path(state.gen_params)[0]
+        if path[-1].key == "kernel" and path[0].key == "F_x"
+    }
+    widths = [shape[-1] for name, shape in sorted(kernels.items())]
+    assert widths == [32, 64, 128, 256, 256, 256, 256]  # 7 halvings 256 -> 2, capped at 8·32
+    d_f = jax.tree_util.tree_leaves(state.disc_params["D_F"])
+    assert max(a.shape[-1] for a in d_f) == 512  # D_F: base 64, capped at 8·64
+
+
+@pytest.mark.slow
+def test_wyner_trains_and_evaluates_on_the_cdcb_fixture(tmp_path):
+    folder = make_fixture(str(tmp_path / "cdcb"), "mnist_cdcb", n_train=16, n_test=8)
+    config = wyner_cdcb.get_config("32")
+    config.data.dir = folder
+    m = config.model
+    m.conv.base, m.dz, m.disc.hidden_dim = 4, 8, 16
+    # Only the terms that train f_x and f_y (retrieval needs z_x, z_y): a faster compile;
+    # the metrics' presence is the point here, not their values.
+    lam = config.loss.lambdas
+    for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
+        lam[k] = 0.0
+    lam.j_rec_zuv = lam.j = lam.c = 0.0
+    lam.var_ci = -1.0
+    config.train.num_steps = 2
+    config.train.checkpoint_every = 2
+    workdir = tmp_path / "run"
+    metrics = trainer.train_and_evaluate(config, str(workdir))
+    assert 0.0 <= metrics["retrieval/R@1_x2y"] <= 1.0
+    assert 0.0 <= metrics["retrieval/R@1_y2x"] <= 1.0
+    assert metrics["retrieval/R@1_chance"] == pytest.approx(1 / 8)
+    assert "retrieval/R@1_excl_x2y" not in metrics  # no exclusive encoder of x alone
+    assert os.path.getsize(workdir / "figures" / "x2y_grid.png") > 500

@@ -198,9 +198,12 @@ class ConvEncoder(nn.Module):
     """The reference ``ConvNet``: k5 s2 p2 convs, channels base·2^i, down to 2×2, flattened.
 
     For 32×32 inputs this is Conv(c→b)→Conv(b→2b)→Conv(2b→4b)→Conv(4b→8b), output 2·2·8b.
+    ``max_doublings`` ≥ 0 stops the doubling after that many layers (larger images: 3 keeps
+    8b as the widest layer, as at 32×32, instead of 64b at 256×256).
     """
 
     base: int
+    max_doublings: int = -1
     batchnorm: bool = True
     batchnorm_first: bool = True
     negative_slope: float = 0.2
@@ -212,8 +215,9 @@ class ConvEncoder(nn.Module):
         n = num_halvings(h.shape[1])
         for i in range(n):
             bn = self.batchnorm and (i > 0 or self.batchnorm_first)
+            doublings = i if self.max_doublings < 0 else min(i, self.max_doublings)
             h = nn.Conv(
-                self.base * 2**i,
+                self.base * 2**doublings,
                 (5, 5),
                 strides=(2, 2),
                 padding=((2, 2), (2, 2)),

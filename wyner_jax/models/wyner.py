@@ -194,6 +194,9 @@ class Arch:
     disc_slope: float
     joint_noise_dim: int = 0
     marginal_noise_dim: int = 0
+    # Conv family: channels stop doubling after this many layers (-1: never), so the deeper
+    # stacks of large images keep the 32-px family's widest layer (8·base, 3 doublings).
+    conv_max_doublings: int = -1
 
     @classmethod
     def from_config(cls, m, x_shape, y_shape) -> "Arch":
@@ -241,6 +244,7 @@ class Arch:
             disc_slope=m.disc.negative_slope,
             joint_noise_dim=m.joint_encoder_noise_dim,
             marginal_noise_dim=m.marginal_encoder_noise_dim,
+            conv_max_doublings=int(m.conv.get("max_doublings", -1)),
         )
 
     def bn(self) -> dict[str, float]:
@@ -250,7 +254,11 @@ class Arch:
         """F_x, F_y or F_xy (conv on the channel-concatenated pair for F_xy)."""
         if self.family == "conv":
             return nets.ConvEncoder(
-                base=self.conv_base, negative_slope=self.enc_slope, name=name, **self.bn()
+                base=self.conv_base,
+                negative_slope=self.enc_slope,
+                max_doublings=self.conv_max_doublings,
+                name=name,
+                **self.bn(),
             )
         return nets.MLP(
             hidden=self.enc_hidden,
@@ -291,6 +299,7 @@ class Arch:
                 batchnorm=True,
                 batchnorm_first=self.disc_bn_first,
                 negative_slope=self.disc_slope,
+                max_doublings=self.conv_max_doublings,
                 name="D_F",
                 **self.bn(),
             )
