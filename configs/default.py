@@ -91,6 +91,30 @@ def get_config():
     config.model.conv.base = 32  # --base-cc; the decoder and discriminator use 2·base
     config.model.conv.disc_batchnorm_first = False
 
+    # family 'sentence': feature vectors x ↔ token-id captions y (CUB, wyner-model.md §4.2);
+    # the reference's widths. text_nets.py says what each one is.
+    config.model.sentence = ml_collections.ConfigDict()
+    s = config.model.sentence
+    s.embed_dim = 128
+    s.gen_base = 32
+    s.disc_base = 64
+    s.gen_x_hidden = (1024, 512)
+    s.gen_x_features = 256
+    s.gen_joint_hidden = (1024, 1024)
+    s.gen_joint_features = 512
+    s.dec_x_first = 256
+    s.dec_x_hidden = (512, 1024)
+    s.disc_x_hidden = (2048, 1024)
+    s.disc_x_features = 512
+    s.disc_joint_hidden = (2048, 2048)
+    s.disc_features = 1024
+    s.embedding_noise = 0.25  # D's word-embedding instance noise, × per-dimension std
+    # How a sentence network reads a generated caption (logits): 'argmax' tokens (the
+    # reference; no adversarial gradient reaches the caption decoder, §7.6) or 'soft'
+    # (softmax-weighted embeddings, differentiable). See configs/cub.py for the choice.
+    s.discriminator_input = "argmax"
+    s.tie_inverse_embedding = True  # g_y's output layer is F_y's embedding transposed
+
     config.model.disc = ml_collections.ConfigDict()
     config.model.disc.hidden_dim = 512  # latent embedder E_k and head H_k width
     config.model.disc.n_hidden_layers = 1
@@ -197,4 +221,11 @@ def get_config():
     config.eval.classifier_learning_rate = 2e-3
     config.eval.grid_rows = 8
     config.eval.grid_cols = 8
+    # Caption data (CUB, wyner-model.md §6.5): CCA dimension k, word-vector dimension,
+    # ridge (relative to each view's variance), direction scaling, captions shown per figure.
+    config.eval.cca_dim = 40
+    config.eval.cca_word_dim = 300
+    config.eval.cca_eps = 1e-12
+    config.eval.cca_normalization = "unit_norm"
+    config.eval.caption_samples = 12
     return config

@@ -322,3 +322,150 @@ def test_caption_cca_on_the_fixture_separates_real_from_shuffled(fixture_dir):
     assert gt > 0.5 and gt > shuffled + 0.4
     m = cca_lib.cca_metrics(instrument, ds, {"x2y": ds.test.y, "y2x": test_x})
     assert m["cca/x2y"] == pytest.approx(gt) and m["cca/y2x"] == pytest.approx(gt)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def test_sentence_networks_have_the_reference_shapes_and_tied_inverse():
+    import jax
+    import jax.numpy as jnp
+
+    from wyner_jax import text_nets
+
+    v = 50
+    emb = text_nets.TokenEmbedding(v, 128)
+    fmap = text_nets.SentenceFeatureMap(base=32, vocab_size=v)
+    tokens = jnp.ones((2, 32), jnp.int32)
+    shapes = jax.eval_shape(
+        lambda: fmap.init_with_output(jax.random.PRNGKey(0), tokens, train=True)[0]
+    )
+    assert shapes.shape == (2, 16 * 32 * 16)  # 8192 features, as §4.2
+
+    class Tied(text_nets.nn.Module):
+        @text_nets.nn.compact
+        def __call__(self, z):
+            table = text_nets.TokenEmbedding(v, 128, name="E")
+            return text_nets.SentenceDecoder(32, v, base=2, embedding=table, spectral_norm=False)(
+                z, True
+            )
+
+    model = Tied()
+    z = jax.random.normal(jax.random.PRNGKey(1), (3, 10))
+    params = model.init(jax.random.PRNGKey(2), z)
+    logits, _ = model.apply(params, z, mutable=["batch_stats"])
+    assert logits.shape == (3, 32, v)
+    # the decoder has no output matrix of its own: changing the table changes the logits
+    # exactly by h·ΔEᵀ, with h the decoder's embedding-space output
+    assert "Dense_0" not in params["params"]["SentenceDecoder_0"]
+    table = params["params"]["E"]["embedding"]
+    np.testing.assert_array_equal(table[text_nets.PAD_ID], 0.0)
+    bumped = jax.tree_util.tree_map(lambda a: a, params)
+    bumped["params"]["E"]["embedding"] = table.at[7].add(1.0)
+    logits2, _ = model.apply(bumped, z, mutable=["batch_stats"])
+    changed = np.abs(np.asarray(logits2 - logits)).max(axis=(0, 1)) > 0
+    assert changed[7] and changed.sum() == 1
+
+
+def test_argmax_input_blocks_the_gradient_soft_input_passes_it():
+    import jax
+    import jax.numpy as jnp
+
+    from wyner_jax import text_nets
+
+    v = 20
+    logits = jax.random.normal(jax.random.PRNGKey(0), (4, 32, v))
+    results = {}
+    for mode in text_nets.DISCRIMINATOR_INPUTS:
+        fmap = text_nets.SentenceFeatureMap(
+            base=2, vocab_size=v, embed_dim=32, discriminator_input=mode
+        )
+        params = fmap.init(jax.random.PRNGKey(1), logits, train=True)
+
+        def out(l):
+            h, _ = fmap.apply(params, l, train=True, mutable=["batch_stats"])
+            return jnp.sum(h**2)
+
+        results[mode] = np.abs(np.asarray(jax.jit(jax.grad(out))(logits))).max()
+        # token ids and argmax-equal logits give the same features in argmax mode
+        if mode == "argmax":
+            a, _ = fmap.apply(params, logits, train=True, mutable=["batch_stats"])
+            b, _ = fmap.apply(params, jnp.argmax(logits, -1), train=True, mutable=["batch_stats"])
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert results["argmax"] == 0.0  # the reference: no adversarial gradient (§7.6)
+    assert results["soft"] > 0.0
+
+
+def test_caption_cross_entropy_ignores_pad():
+    import jax.numpy as jnp
+
+    from wyner_jax import losses
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 6)), jnp.float32)
+    tokens = jnp.asarray([[3, 2, 1, 1], [4, 5, 2, 1]])
+    got = losses.RECONSTRUCTION_LOSSES["token_ce"](logits, tokens)
+    lp = np.asarray(logits) - np.log(np.exp(np.asarray(logits)).sum(-1, keepdims=True))
+    keep = [(b, i) for b in range(2) for i in range(4) if tokens[b, i] != cap.PAD_ID]
+    want = -np.mean([lp[b, i, int(tokens[b, i])] for b, i in keep])
+    assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def trained_run(fixture_dir, tmp_path_factory):
+    from configs import cub
+    from wyner_jax import trainer
+
+    config = cub.get_config("fixture")
+    config.data.dir = fixture_dir
+    config.train.num_steps = 3
+    config.train.log_every = 3
+    config.train.checkpoint_every = 3
+    workdir = str(tmp_path_factory.mktemp("cub_run"))
+    metrics = trainer.train_and_evaluate(config, workdir)
+    return config, workdir, metrics
+
+
+@pytest.mark.slow  # a train-step compile plus four inference compiles: ~60 s CPU
+def test_configs_cub_trains_and_evaluates_on_the_fixture(trained_run):
+    import json
+
+    config, workdir, metrics = trained_run
+    for key in ("cca/ground_truth", "cca/x2y", "cca/y2x", "cca/joint", "cca/top_correlation"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["cca/ground_truth"] > 0.5  # the fixture's captions describe the images
+    on_disk = json.load(open(os.path.join(workdir, "metrics.json")))
+    assert on_disk["cca/x2y"] == pytest.approx(metrics["cca/x2y"])
+    samples = json.load(open(os.path.join(workdir, "samples.json")))
+    assert len(samples["x2y"]) == config.eval.caption_samples
+    first = samples["x2y"][0]
+    assert len(first["real"]) == 10 and len(first["generated"]) == 3
+    assert all(isinstance(g, str) for g in first["generated"])
+    assert len(samples["joint"]) == config.eval.caption_samples
+    from PIL import Image
+
+    table = Image.open(os.path.join(workdir, "figures", "x2y_captions.png"))
+    assert table.size[0] > 400 and table.size[1] > 100
+
+
+@pytest.mark.slow  # as above, for the IIAE caption networks
+def test_configs_iiae_cub_trains_and_evaluates_on_the_fixture(fixture_dir, tmp_path):
+    import json
+
+    from configs import iiae_cub
+    from wyner_jax import trainer
+
+    config = iiae_cub.get_config("fixture")
+    config.data.dir = fixture_dir
+    config.train.num_steps = 2
+    config.train.log_every = 2
+    config.train.checkpoint_every = 2
+    metrics = trainer.train_and_evaluate(config, str(tmp_path))
+    for key in ("cca/ground_truth", "cca/x2y", "cca/y2x", "cca/joint"):
+        assert np.isfinite(metrics[key]), key
+    log = [json.loads(line) for line in open(tmp_path / "train_metrics.jsonl")]
+    assert 0 < log[-1]["loss/rec_y"] < 2 * np.log(len(load_cub(fixture_dir).vocab))
+    samples = json.load(open(tmp_path / "samples.json"))
+    assert len(samples["x2y"][0]["generated"]) == 3

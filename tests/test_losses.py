@@ -573,6 +573,7 @@ def test_l1_l2_match_numpy():
         "l1": losses.l1_loss,
         "l2": losses.l2_loss,
         "cosine": losses.cosine_loss,
+        "token_ce": losses.caption_cross_entropy,
     }
 
 
@@ -608,7 +609,9 @@ def _call_every_loss(key):
     a, b = jnp.ones((3, 2, 2)), jnp.linspace(0.0, 1.0, 12).reshape(3, 2, 2)
     out = {f"objective_{k}": fn(t_p, t_q) for k, fn in losses.DENSITY_RATIO_OBJECTIVES.items()}
     out.update({f"plugin_{k}": fn(t_p, t_q) for k, fn in losses.GENERATOR_PLUGINS.items()})
-    out.update({f"rec_{k}": fn(a, b) for k, fn in losses.RECONSTRUCTION_LOSSES.items()})
+    # token_ce takes (logits, token ids); it is the "token_ce" entry below.
+    rec = {k: fn for k, fn in losses.RECONSTRUCTION_LOSSES.items() if k != "token_ce"}
+    out.update({f"rec_{k}": fn(a, b) for k, fn in rec.items()})
     out["js_smoothed"] = losses.js_objective(t_p, t_q, label_smoothing=0.9)
     out["ci_penalty"] = losses.ci_penalty(t_p)
     out["shuffle_latent"] = losses.shuffle_latent(a, key)

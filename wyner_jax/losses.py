@@ -37,6 +37,7 @@ __all__ = [
     "l1_loss",
     "l2_loss",
     "token_cross_entropy",
+    "caption_cross_entropy",
     "cosine_loss",
     "RECONSTRUCTION_LOSSES",
     "gaussian_kl_standard_normal",
@@ -285,10 +286,18 @@ def cosine_loss(a: jax.Array, b: jax.Array, eps: float = 1e-8) -> jax.Array:
     return jnp.mean(1.0 - cos)
 
 
+def caption_cross_entropy(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """`token_cross_entropy` ignoring the caption vocabulary's `<pad>` (id 1, §7.6)."""
+    return token_cross_entropy(logits, tokens, ignore_index=CAPTION_PAD_ID)
+
+
+CAPTION_PAD_ID = 1  # <pad> of wyner_jax.data.captions
+
 RECONSTRUCTION_LOSSES = {
     "l1": l1_loss,
     "l2": l2_loss,
     "cosine": cosine_loss,
+    "token_ce": caption_cross_entropy,  # (logits [B, L, V], token ids [B, L])
 }
 
 

@@ -250,8 +250,11 @@ def predict(clf, images, batch_size=512):
     )
 
 
-def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Computes every applicable metric; returns (metrics, figure images)."""
+def evaluate(
+    model, state, dataset, config, extras: dict | None = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Computes every applicable metric; returns (metrics, figure images). Other outputs
+    (caption data: ``samples``, written to samples.json) go into ``extras`` when given."""
     inf = Inference(model, state, config)
     key = jax.random.PRNGKey(EVAL_SEED)
     k_x2y, k_y2x, k_joint, k_fig = jax.random.split(key, 4)
@@ -310,6 +313,14 @@ def evaluate(model, state, dataset, config) -> tuple[dict[str, float], dict[str,
         gen["y2x"] = inf.y2x(test.y, k_y2x)
     if "joint" in inf.caps:
         gen["joint"] = inf.joint(int(config.eval.num_joint_samples), k_joint)
+    if getattr(dataset, "vocab", None):  # captions (CUB): CCA scores and caption samples
+        from wyner_jax.evaluation.caption_eval import evaluate_captions
+
+        m, caption_images, samples = evaluate_captions(inf, dataset, config, gen, k_fig)
+        metrics.update(m)
+        extra_images.update(caption_images)
+        if extras is not None:
+            extras["samples"] = samples
     if labelled and dataset.domains:
         clf = classifiers(dataset, config)
         metrics["classifier/x_acc"] = float(clf["x"].test_accuracy)
@@ -566,7 +577,8 @@ def format_table(metrics: dict[str, float]) -> str:
 
 def evaluate_and_write(model, state, dataset, config, workdir) -> dict[str, float]:
     """Evaluates, writes metrics.json and figures/*.png (process 0), prints the table."""
-    metrics, images = evaluate(model, state, dataset, config)
+    extras = {}
+    metrics, images = evaluate(model, state, dataset, config, extras)
     metrics["train/step"] = float(jax.device_get(state.step))
     if jax.process_index() == 0:
         write_figures(workdir, images)
@@ -581,5 +593,7 @@ def evaluate_and_write(model, state, dataset, config, workdir) -> dict[str, floa
                 title="generated y vs x (first coordinate)",
             )
         write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+        if "samples" in extras:
+            write_json_atomic(os.path.join(workdir, "samples.json"), extras["samples"])
         log_progress(format_table(metrics))
     return metrics

@@ -64,7 +64,11 @@ from wyner_jax import losses, nets
 LRELU_SLOPE = 0.2  # the reference's lrelu(x, 0.2)
 CONV_INIT = nn.initializers.normal(stddev=0.02)
 BN_SCALE_STDDEV = 0.02  # BatchNorm gamma ~ N(1, 0.02) (ops.batchnorm)
-RECONSTRUCTIONS = {"l1": losses.l1_loss, "l2": losses.l2_loss}
+RECONSTRUCTIONS = {
+    "l1": losses.l1_loss,
+    "l2": losses.l2_loss,
+    "token_ce": losses.caption_cross_entropy,  # captions (family 'sentence')
+}
 # The posteriors whose moments the loss reads, and the ones sampled in training.
 GAUSSIANS = ("q_x", "q_y", "q_s", "r_x", "r_y")
 SAMPLED = ("q_x", "q_y", "q_s")
@@ -591,6 +595,12 @@ class IIAEModel:
             raise ValueError(
                 f"config.iiae.shared_code must be 'flat' or 'spatial', got {c.shared_code!r}."
             )
+        if family == "sentence":  # captions (CUB): wyner_jax/models/iiae_sentence.py
+            from wyner_jax.models.iiae_sentence import SentenceIIAEArch
+
+            arch_cls = SentenceIIAEArch.for_dataset(
+                getattr(dataset, "vocab_size", 0), config.model.sentence
+            )
         self.arch = arch_cls.from_config(
             family,
             c,
@@ -606,9 +616,11 @@ class IIAEModel:
             anneal_steps=float(c.anneal_steps),
             logvar_max=float(c.logvar_max),
             recon_x=recon,
-            recon_y=recon,
+            recon_y="token_ce" if family == "sentence" else recon,
         )
         self.net = IIAENetworks(self.arch, float(c.logvar_max))
+        # Generated captions are returned as argmax token ids; other y as they are.
+        self.y_output = getattr(self.arch, "y_output", lambda y: y)
         self.optimizer = make_optimizer(c)
         self.bn_batch_stats_at_eval = bool(c.bn_batch_stats_at_eval)
         self.compute_dtype = nets.check_compute_dtype(config.model.compute_dtype)
@@ -707,7 +719,7 @@ class IIAEModel:
 
     def translate_x2y(self, variables, x, key):
         z_y = jax.random.normal(key, (x.shape[0], self.arch.exclusive_dim))
-        return self._apply(variables, x, z_y, method=IIAENetworks.x2y)
+        return self.y_output(self._apply(variables, x, z_y, method=IIAENetworks.x2y))
 
     def translate_y2x(self, variables, y, key):
         z_x = jax.random.normal(key, (y.shape[0], self.arch.exclusive_dim))
@@ -716,16 +728,18 @@ class IIAEModel:
     def sample_joint(self, variables, key, n):
         k_s, k_x, k_y = jax.random.split(key, 3)
         a = self.arch
-        return self._apply(
+        x, y = self._apply(
             variables,
             jax.random.normal(k_s, (n,) + a.shared_shape),
             jax.random.normal(k_x, (n, a.exclusive_dim)),
             jax.random.normal(k_y, (n, a.exclusive_dim)),
             method=IIAENetworks.joint,
         )
+        return x, self.y_output(y)
 
     def reconstruct(self, variables, x, y):
-        return self._apply(variables, x, y, method=IIAENetworks.reconstruct)
+        rx, ry = self._apply(variables, x, y, method=IIAENetworks.reconstruct)
+        return rx, self.y_output(ry)
 
     # Optional inference methods (the evaluation uses them when a model has them).
     def embed_exclusive(self, variables, x, y):

@@ -29,7 +29,7 @@ import optax
 from absl import logging
 from flax import struct
 
-from wyner_jax import losses, nets
+from wyner_jax import losses, nets, text_nets
 
 # Which sample set and which latents each distribution-matching estimator sees (§2.2).
 # P is the first argument: T_k ≈ log P/Q.
@@ -197,11 +197,29 @@ class Arch:
     # Conv family: channels stop doubling after this many layers (-1: never), so the deeper
     # stacks of large images keep the 32-px family's widest layer (8·base, 3 doublings).
     conv_max_doublings: int = -1
+    # family 'sentence' (x feature vectors, y token captions; §4.2): the text_nets widths.
+    sentence: Any = None
 
     @classmethod
-    def from_config(cls, m, x_shape, y_shape) -> "Arch":
-        if m.family not in ("mlp", "conv"):
-            raise ValueError(f"config.model.family must be 'mlp' or 'conv', got {m.family!r}.")
+    def from_config(cls, m, x_shape, y_shape, vocab_size: int = 0) -> "Arch":
+        if m.family not in ("mlp", "conv", "sentence"):
+            raise ValueError(
+                f"config.model.family must be 'mlp', 'conv' or 'sentence', got {m.family!r}."
+            )
+        sentence = None
+        if m.family == "sentence":
+            if len(x_shape) != 1 or len(y_shape) != 1:
+                raise ValueError(
+                    f"config.model.family='sentence' needs feature vectors x and token-id "
+                    f"captions y, but the data has x {x_shape} and y {y_shape}; use caption "
+                    "data (config.data.name='cub')."
+                )
+            if m.joint_encoder_noise_dim or m.marginal_encoder_noise_dim:
+                raise ValueError(
+                    "Encoder noise columns (config.model.*_encoder_noise_dim > 0) cannot be "
+                    "appended to token ids; set them to 0 with family='sentence'."
+                )
+            sentence = text_nets.SentenceArch.from_config(m.sentence, vocab_size, y_shape[0])
         if m.family == "conv" and (len(x_shape) != 3 or len(y_shape) != 3):
             raise ValueError(
                 f"config.model.family='conv' needs HWC images, but the data has x {x_shape} and "
@@ -245,13 +263,30 @@ class Arch:
             joint_noise_dim=m.joint_encoder_noise_dim,
             marginal_noise_dim=m.marginal_encoder_noise_dim,
             conv_max_doublings=int(m.conv.get("max_doublings", -1)),
+            sentence=sentence,
         )
 
     def bn(self) -> dict[str, float]:
         return dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
 
-    def encoder_feature_map(self, name: str) -> nn.Module:
+    def token_embedding(self, name: str):
+        """The generator's caption embedding (family 'sentence'), else None."""
+        return self.sentence.embedding(name) if self.sentence else None
+
+    def pair(self, x, y):
+        """The input of a joint network: (x, y) for captions, else ``nets.concat_pair``."""
+        return (x, y) if self.sentence else nets.concat_pair(x, y)
+
+    def y_output(self, y):
+        """Generated y as returned by inference: token ids (argmax) for captions."""
+        return jnp.argmax(y, axis=-1).astype(jnp.int32) if self.sentence else y
+
+    def encoder_feature_map(self, name: str, embedding=None) -> nn.Module:
         """F_x, F_y or F_xy (conv on the channel-concatenated pair for F_xy)."""
+        if self.sentence:
+            return self.sentence.encoder_feature_map(
+                name, embedding, self.enc_slope, self.sn, self.bn()
+            )
         if self.family == "conv":
             return nets.ConvEncoder(
                 base=self.conv_base,
@@ -271,7 +306,11 @@ class Arch:
             **self.bn(),
         )
 
-    def decoder(self, out_shape, name: str) -> nn.Module:
+    def decoder(self, out_shape, name: str, embedding=None) -> nn.Module:
+        if self.sentence:
+            return self.sentence.decoder(
+                name[-1], out_shape, name, embedding, self.dec_slope, self.sn, self.bn()
+            )
         if self.family == "conv":
             return nets.ConvDecoder(
                 out_shape=out_shape,
@@ -293,6 +332,8 @@ class Arch:
 
     def discriminator_feature_map(self) -> nn.Module:
         """D_F(x, y): one shared joint feature map for every estimator (§2.1)."""
+        if self.sentence:
+            return self.sentence.discriminator_feature_map(self.disc_slope, self.sn, self.bn())
         if self.family == "conv":
             return nets.ConvEncoder(
                 base=2 * self.conv_base,
@@ -343,15 +384,17 @@ class WynerGenerator(nn.Module):
         a = self.arch
         head = lambda d, name: LatentHead(d, a.prior == "uniform", a.sn, name=name)  # noqa: E731
         self.F_x = a.encoder_feature_map("F_x")
-        self.F_y = a.encoder_feature_map("F_y")
-        self.F_xy = a.encoder_feature_map("F_xy")
+        # Captions: one token embedding shared by F_y, F_xy and g_y's tied inverse (§4.2).
+        self.E_y = a.token_embedding("E_y")
+        self.F_y = a.encoder_feature_map("F_y", self.E_y)
+        self.F_xy = a.encoder_feature_map("F_xy", self.E_y)
         self.f_xy = head(a.dz, "f_xy")
         self.f_x = head(a.dz, "f_x")
         self.f_y = head(a.dz, "f_y")
         self.l_x = head(a.du, "l_x")
         self.l_y = head(a.dv, "l_y")
         self.g_x = a.decoder(a.x_shape, "g_x")
-        self.g_y = a.decoder(a.y_shape, "g_y")
+        self.g_y = a.decoder(a.y_shape, "g_y", self.E_y)
 
     # Building blocks -------------------------------------------------------------
     def with_noise(self, h, dim: int):
@@ -372,7 +415,7 @@ class WynerGenerator(nn.Module):
 
     def joint_encode(self, x, y, train):
         """z = f_xy(F_xy(x, y))."""
-        xy = self.with_noise(nets.concat_pair(x, y), self.arch.joint_noise_dim)
+        xy = self.with_noise(self.arch.pair(x, y), self.arch.joint_noise_dim)
         return self.f_xy(self.F_xy(xy, train), train)
 
     def local_x(self, z, hx, train):
@@ -461,17 +504,18 @@ class WynerGenerator(nn.Module):
 
     def x2y(self, x, v, train):
         """y ~ p(y|x): z = f_x(x), v ~ p(v), y = g_y(z, v)."""
-        return self.decode_y(self.f_x(self.features_x(x, train), train), v, train)
+        y = self.decode_y(self.f_x(self.features_x(x, train), train), v, train)
+        return self.arch.y_output(y)
 
     def y2x(self, y, u, train):
         return self.decode_x(self.f_y(self.features_y(y, train), train), u, train)
 
     def joint(self, z, u, v, train):
-        return self.decode_x(z, u, train), self.decode_y(z, v, train)
+        return self.decode_x(z, u, train), self.arch.y_output(self.decode_y(z, v, train))
 
     def reconstruct(self, x, y, train):
         z, u, v, _, _ = self.variational(x, y, train)
-        return self.decode_x(z, u, train), self.decode_y(z, v, train)
+        return self.decode_x(z, u, train), self.arch.y_output(self.decode_y(z, v, train))
 
 
 # --------------------------------------------------------------------------- discriminator
@@ -513,7 +557,7 @@ class WynerDiscriminator(nn.Module):
         }
 
     def noisy(self, value, sigma, on: bool):
-        if not on:
+        if not on or not jnp.issubdtype(value.dtype, jnp.floating):  # token ids: none (§4.2)
             return value
         return value + sigma * jax.random.normal(self.make_rng("noise"), value.shape, value.dtype)
 
@@ -535,12 +579,12 @@ class WynerDiscriminator(nn.Module):
         h = {}
         for name in sorted(sets):
             s = samples[name]
-            h[name] = self.D_F(
-                nets.concat_pair(
-                    self.noisy(s["x"], sigma_x, noise), self.noisy(s["y"], sigma_y, noise)
-                ),
-                train,
+            pair = self.arch.pair(
+                self.noisy(s["x"], sigma_x, noise), self.noisy(s["y"], sigma_y, noise)
             )
+            # The caption D_F also perturbs its word embeddings when noise is on (§4.2).
+            extra = {"noise": noise} if self.arch.sentence else {}
+            h[name] = self.D_F(pair, train, **extra)
         logits = {}
         for k in t.pairs:
             (p, p_lat), (q, q_lat) = PAIRS[k]
@@ -621,7 +665,9 @@ class WynerModel:
 
     def __init__(self, config, dataset):
         self.config = config
-        self.arch = Arch.from_config(config.model, dataset.x_shape, dataset.y_shape)
+        self.arch = Arch.from_config(
+            config.model, dataset.x_shape, dataset.y_shape, getattr(dataset, "vocab_size", 0)
+        )
         self.terms = Terms.from_lambdas(config.loss.lambdas)
         self.lambdas = {k: float(v) for k, v in config.loss.lambdas.items()}
         noise = config.loss.instance_noise
