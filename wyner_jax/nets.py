@@ -11,7 +11,8 @@ The layer recipes follow the reference code (wyner-model.md §4.0):
 * ``ConvEncoder`` is the reference ``ConvNet``: k5 s2 p2 convolutions halving the image
   down to 2×2, channels doubling from ``base``.
 * ``ConvDecoder`` is the reference ``DeconvNet``: a (spectrally normalised) ``Dense`` to
-  ``8·base`` channels at 4×4, then k5 s2 transposed convolutions doubling the size.
+  ``8·base`` channels at 4×4, then k5 s2 transposed convolutions doubling the size (computed
+  as sub-pixel convolutions, ``wyner_jax/subpixel.py``: same parameters and results).
 
 BatchNorm uses PyTorch's momentum 1e-3 (Flax momentum 0.999) and eps 1e-3 by default.
 Every module takes ``train``: BatchNorm uses batch statistics when true, and spectral norm
@@ -28,6 +29,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from wyner_jax.subpixel import ConvTranspose2x
 
 # Xavier-uniform weights and zero biases for ordinary layers (reference ``weights_init``).
 XAVIER = nn.initializers.xavier_uniform()
@@ -258,10 +261,9 @@ class ConvDecoder(nn.Module):
         for i in range(n_up):
             last = i == n_up - 1
             width = channels if last else width // 2
-            h = nn.ConvTranspose(
+            h = ConvTranspose2x(
                 width,
                 (5, 5),
-                strides=(2, 2),
                 padding=((2, 3), (2, 3)),
                 kernel_init=XAVIER,
                 use_bias=last,

@@ -60,6 +60,7 @@ import optax
 from flax import struct
 
 from wyner_jax import losses, nets
+from wyner_jax.subpixel import ConvTranspose2x
 
 LRELU_SLOPE = 0.2  # the reference's lrelu(x, 0.2)
 CONV_INIT = nn.initializers.normal(stddev=0.02)
@@ -410,10 +411,9 @@ class ConvDecoder(nn.Module):
         for i in range(n_up):
             last = i == n_up - 1
             width = channels if last else width // 2
-            h = nn.ConvTranspose(
+            h = ConvTranspose2x(
                 width,
                 (4, 4),
-                strides=(2, 2),
                 padding="SAME",
                 kernel_init=CONV_INIT,
                 use_bias=last,

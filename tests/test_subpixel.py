@@ -1,0 +1,70 @@
+"""The sub-pixel stride-2 transposed convolution equals lax/Flax's, values and gradients."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from wyner_jax.subpixel import ConvTranspose2x, conv_transpose_2x, same_padding
+
+DN = ("NHWC", "HWIO", "NHWC")
+CASES = [
+    (5, ((2, 3), (2, 3))),  # the reference DeconvNet (PyTorch p2, output_padding 1)
+    (4, "SAME"),  # the IIAE decoders
+    (3, "SAME"),
+    (2, "SAME"),
+    (5, ((1, 1), (0, 2))),
+    (4, ((0, 0), (3, 1))),
+]
+
+
+def reference(x, kernel, padding):
+    return lax.conv_transpose(x, kernel, (2, 2), padding, dimension_numbers=DN)
+
+
+def explicit(k, padding):
+    return (same_padding(k), same_padding(k)) if padding == "SAME" else padding
+
+
+@pytest.mark.parametrize("k,padding", CASES)
+@pytest.mark.parametrize("hw", [(4, 4), (3, 5), (1, 1)])
+def test_values_match_lax_conv_transpose(k, padding, hw):
+    rng = np.random.default_rng(k * 10 + hw[1])
+    x = jnp.asarray(rng.standard_normal((2, *hw, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((k, k, 3, 4)), jnp.float32)
+    want = reference(x, kernel, padding)
+    got = conv_transpose_2x(x, kernel, explicit(k, padding))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,padding", CASES[:2])
+def test_gradients_match(k, padding):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 4, 4, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((k, k, 3, 5)), jnp.float32)
+    target = jnp.asarray(rng.standard_normal(reference(x, kernel, padding).shape), jnp.float32)
+
+    def loss(f):
+        return lambda x, w: jnp.sum((f(x, w) - target) ** 2)
+
+    want = jax.grad(loss(lambda x, w: reference(x, w, padding)), argnums=(0, 1))(x, kernel)
+    got = jax.grad(loss(lambda x, w: conv_transpose_2x(x, w, explicit(k, padding))), (0, 1))(
+        x, kernel
+    )
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_module_is_a_drop_in_for_flax_conv_transpose():
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 4, 4, 6)), jnp.float32)
+    ours = ConvTranspose2x(8, (5, 5), padding=((2, 3), (2, 3)))
+    flax_ = nn.ConvTranspose(8, (5, 5), strides=(2, 2), padding=((2, 3), (2, 3)))
+    params = flax_.init(jax.random.PRNGKey(0), x)
+    assert jax.tree_util.tree_map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)) == (
+        jax.tree_util.tree_map(jnp.shape, params)
+    )
+    params = jax.tree_util.tree_map(lambda a: a + 0.1, params)  # a non-zero bias too
+    np.testing.assert_allclose(ours.apply(params, x), flax_.apply(params, x), rtol=1e-5, atol=1e-5)
