@@ -80,7 +80,7 @@ def caption_samples(inf, dataset, config, gen, key) -> dict:
     return out
 
 
-def captions_table(samples: dict, width: int = 60) -> np.ndarray:
+def captions_table(samples: dict, width: int = 52) -> np.ndarray:
     """The x → y samples as a text table (uint8 RGB): image, a real caption, the generated."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -99,9 +99,9 @@ def captions_table(samples: dict, width: int = 60) -> np.ndarray:
     height = 0.6 + 0.17 * (sum(lines) + len(lines) + 1)
     fig = Figure(figsize=(3.2 + 4.2 * (n_gen + 1), height), dpi=100)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_axes((0.005, 0.005, 0.99, 1.0 - 0.45 / height))  # the table fills the figure
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=header, loc="upper left", cellLoc="left")
+    table = ax.table(cellText=cells, colLabels=header, bbox=(0, 0, 1, 1), cellLoc="left")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     total = sum(lines) + len(lines) + 1
