@@ -469,3 +469,24 @@ def test_configs_iiae_cub_trains_and_evaluates_on_the_fixture(fixture_dir, tmp_p
     assert 0 < log[-1]["loss/rec_y"] < 2 * np.log(len(load_cub(fixture_dir).vocab))
     samples = json.load(open(tmp_path / "samples.json"))
     assert len(samples["x2y"][0]["generated"]) == 3
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda c: setattr(c.loss, "recon_y", "l1"), "recon_y=token_ce"),
+        (lambda c: setattr(c.model, "family", "mlp"), "recon_y"),
+        (lambda c: setattr(c.model.sentence, "discriminator_input", "gumbel"), "argmax"),
+        (lambda c: setattr(c.model, "marginal_encoder_noise_dim", 2), "token ids"),
+        (lambda c: setattr(c.model.sentence, "embed_dim", 48), "embedding"),
+    ],
+)
+def test_caption_config_mistakes_are_refused(fixture_dir, edit, match):
+    from configs import cub
+    from wyner_jax.models.base import build_model
+
+    config = cub.get_config("fixture")
+    config.data.dir = fixture_dir
+    edit(config)
+    with pytest.raises(ValueError, match=match):
+        build_model(config, load_cub(fixture_dir))

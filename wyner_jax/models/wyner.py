@@ -699,6 +699,15 @@ class WynerModel:
                     f"{sorted(losses.RECONSTRUCTION_LOSSES)}; set --config.loss.{side} to one of "
                     "them."
                 )
+        captions = self.arch.sentence is not None
+        for side in ("recon_x", "recon_y", "recon_latent"):
+            if (l[side] == "token_ce") != (captions and side == "recon_y"):
+                raise ValueError(
+                    f"config.loss.{side} = {l[side]!r}: 'token_ce' (token cross-entropy) is the "
+                    "reconstruction of captions only, and captions need it: with "
+                    "config.model.family='sentence' set --config.loss.recon_y=token_ce, "
+                    "otherwise use l1, l2 or cosine."
+                )
         self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator)
         self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator)
         self.compute_dtype = nets.check_compute_dtype(config.model.compute_dtype)
