@@ -72,7 +72,11 @@ def small_gaussian():
 CONFIG_CASES = [
     ("unknown_dataset", {"data.name": "mnist"}, [r"Unknown dataset 'mnist'", r"known datasets"]),
     ("unknown_model", {"model.name": "vae"}, [r"model.name 'vae'", r"use 'wyner' or 'iiae'"]),
-    ("unknown_family", {"model.family": "rnn"}, [r"family must be 'mlp' or 'conv', got 'rnn'"]),
+    (
+        "unknown_family",
+        {"model.family": "rnn"},
+        [r"family must be 'mlp', 'conv' or 'sentence', got 'rnn'"],
+    ),
     ("unknown_prior", {"model.prior": "cauchy"}, [r"prior must be 'gaussian' or 'uniform'"]),
     ("zero_steps", {"train.num_steps": 0}, [r"num_steps must be a positive integer, got 0"]),
     ("negative_steps", {"train.num_steps": -5}, [r"got -5; set --config.train.num_steps"]),
