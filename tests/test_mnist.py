@@ -268,7 +268,7 @@ def test_conv32_networks_are_the_reference_family(tfds_dir, tmp_path):
     dec = lambda c: [(24, 8192), (5, 5, 512, 256), (5, 5, 256, 128), (5, 5, 128, c)]  # noqa
     assert sorted(kernels(g["g_x"])) == sorted(dec(1))  # (the tree is sorted by name)
     assert sorted(kernels(g["g_y"])) == sorted(dec(3))
-    assert g["g_x"]["ConvTranspose_2"]["kernel"].shape == (5, 5, 128, 1)  # the last layer
+    assert g["g_x"]["ConvTranspose2x_2"]["kernel"].shape == (5, 5, 128, 1)  # the last layer
     assert kernels(d["D_F"]) == [(5, 5, 4, 64), (5, 5, 64, 128), (5, 5, 128, 256), (5, 5, 256, 512)]
     # D_F: no BN on the first layer (which keeps its bias), BN on the other three.
     assert "BatchNorm_2" in d["D_F"] and "BatchNorm_3" not in d["D_F"]

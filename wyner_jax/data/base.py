@@ -160,6 +160,51 @@ class PairedDataset:
         return {"x": t.x[idx], "y": t.y[idx], "label_x": t.label_x[idx], "label_y": t.label_y[idx]}
 
 
+class IndexedRows:
+    """Rows ``pool[index]`` of a pool of samples, without materialising them.
+
+    Behaves like a read-only float32 array of shape [N, *pool.shape[1:]] for what the
+    pipeline does with data (len, shape, integer / slice / index-array indexing,
+    ``np.asarray``): paired datasets repeat each sample in many pairs (CUB: 10 captions per
+    image; MNIST–SVHN: 240,000 pairs of uint8 images), so holding the pairs' rows as float32
+    copies would multiply memory. Subclasses turn stored rows into values in ``decode``.
+    """
+
+    def __init__(self, pool: np.ndarray, index: np.ndarray | None = None):
+        self.pool = pool
+        self.index = np.arange(len(pool)) if index is None else np.asarray(index, np.int64)
+        self.dtype = np.dtype(np.float32)
+
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        """Stored rows → float32 values (here: a float32 copy)."""
+        return np.asarray(rows, np.float32)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index),) + tuple(self.pool.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        rows = self.index[key]
+        out = self.decode(self.pool[rows])
+        if rest:
+            out = out[(slice(None),) + rest] if np.ndim(rows) else out[rest]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
 def feature_std(a: np.ndarray) -> np.ndarray:
     """Per-feature standard deviation over the batch axis, as float32 (instance-noise scale)."""
     return np.asarray(a, np.float64).std(axis=0).astype(np.float32)

@@ -36,7 +36,7 @@ import pickle
 import numpy as np
 
 from wyner_jax.data import captions as cap
-from wyner_jax.data.base import PairedArrays, PairedDataset
+from wyner_jax.data.base import IndexedRows, PairedArrays, PairedDataset
 
 FEATURE_DIM = 2048
 CAPTIONS_PER_IMAGE = 10
@@ -51,42 +51,12 @@ FEATURE_HELP = (
 )
 
 
-class FeatureRows:
-    """Rows `pool[index]` of a float32 feature pool, without materialising them.
-
-    Behaves like a read-only [N, D] float32 array for what the pipeline does with data (len,
-    shape, integer / slice / index-array indexing, `np.asarray`).
-    """
+class FeatureRows(IndexedRows):
+    """Rows ``pool[index]`` of the float32 image-feature pool (one row per caption, ten
+    captions per image), see ``IndexedRows``."""
 
     def __init__(self, pool: np.ndarray, index: np.ndarray):
-        self.pool = np.asarray(pool, np.float32)
-        self.index = np.asarray(index, np.int64)
-        self.dtype = np.dtype(np.float32)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.index),) + tuple(self.pool.shape[1:])
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, key):
-        rest = ()
-        if isinstance(key, tuple):
-            key, rest = key[0], key[1:]
-        rows = self.index[key]
-        out = self.pool[rows]
-        if rest:
-            out = out[(slice(None),) + rest] if np.ndim(rows) else out[rest]
-        return out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
+        super().__init__(np.asarray(pool, np.float32), index)
 
 
 # --------------------------------------------------------------------------- raw files

@@ -45,7 +45,7 @@ import warnings
 
 import numpy as np
 
-from wyner_jax.data.base import Domain, PairedArrays, PairedDataset, pair_by_label
+from wyner_jax.data.base import Domain, IndexedRows, PairedArrays, PairedDataset, pair_by_label
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -105,7 +105,7 @@ def resize_mnist(images: np.ndarray, size: int = IMAGE_SIZE, chunk: int = 8192) 
     return out
 
 
-class ImageRows:
+class ImageRows(IndexedRows):
     """Rows `pool[index]` of a uint8 image pool, read as float32 in [−1, 1] (v/127.5 − 1).
 
     Behaves like a read-only [N, H, W, C] float32 array for everything the pipeline does with
@@ -114,35 +114,8 @@ class ImageRows:
     uint8 pools about 0.3 GB.
     """
 
-    def __init__(self, pool: np.ndarray, index: np.ndarray | None = None):
-        self.pool = pool
-        self.index = np.arange(len(pool)) if index is None else np.asarray(index, np.int64)
-        self.dtype = np.dtype(np.float32)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.index),) + tuple(self.pool.shape[1:])
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, key):
-        rest = ()
-        if isinstance(key, tuple):
-            key, rest = key[0], key[1:]
-        rows = self.index[key]
-        out = self.pool[rows].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-        if rest:
-            out = out[(slice(None),) + rest] if np.ndim(rows) else out[rest]
-        return out
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        return rows.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
     def pixel_std(self, chunk: int = 8192) -> np.ndarray:
         """Per-pixel standard deviation over the rows (float32), computed on the distinct pool

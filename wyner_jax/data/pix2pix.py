@@ -172,19 +172,11 @@ class ResizedImageRows(ImageRows):
     def shape(self) -> tuple[int, ...]:
         return (len(self.index), self.size, self.size, self.pool.shape[-1])
 
-    def __getitem__(self, key):
-        rest = ()
-        if isinstance(key, tuple):
-            key, rest = key[0], key[1:]
-        rows = self.index[key]
-        single = np.ndim(rows) == 0
-        raw = self.pool[np.atleast_1d(rows)].astype(np.float32) / np.float32(127.5) - 1.0
-        out = resize_area(raw, self.size, self.size)
-        if single:
-            out = out[0]
-        if rest:
-            out = out[rest] if single else out[(slice(None),) + rest]
-        return out
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        single = rows.ndim == self.pool.ndim - 1
+        batch = super().decode(rows.reshape((-1,) + self.pool.shape[1:]))
+        out = resize_area(batch, self.size, self.size)
+        return out[0] if single else out
 
     def pixel_std(self, chunk: int = 8192) -> np.ndarray:
         """Per-pixel standard deviation of the resized rows: the native one resized (exact
