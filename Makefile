@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test install clean
+.PHONY: demo test test-all install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(VENV)/.installed
 	@echo "Metrics: $(DEMO_DIR)/metrics.json  Figures: $(DEMO_DIR)/figures/  TensorBoard: $(DEMO_DIR)/tensorboard"
 
 test: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 --durations=15 -m "not heavy"
+
+# Everything, including the whole-config training runs on fixtures (CUB, image pairs, sweep).
+test-all: $(VENV)/.installed
 	$(PY) -m pytest -q -n 2 --durations=15
 
 clean:

@@ -429,6 +429,7 @@ def trained_run(fixture_dir, tmp_path_factory):
 
 
 @pytest.mark.slow  # a train-step compile plus four inference compiles: ~60 s CPU
+@pytest.mark.heavy
 def test_configs_cub_trains_and_evaluates_on_the_fixture(trained_run):
     import json
 
@@ -451,6 +452,7 @@ def test_configs_cub_trains_and_evaluates_on_the_fixture(trained_run):
 
 
 @pytest.mark.slow  # as above, for the IIAE caption networks
+@pytest.mark.heavy
 def test_configs_iiae_cub_trains_and_evaluates_on_the_fixture(fixture_dir, tmp_path):
     import json
 

@@ -131,6 +131,7 @@ def test_spatial_code_needs_the_conv_family_and_a_divisible_side():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_train_and_evaluate_on_the_maps_fixture(tmp_path):
     folder = make_fixture(str(tmp_path / "maps"), "maps", n_train=16, n_test=12, half_size=48)
     config = small_config(iiae_maps, 64)
@@ -171,6 +172,7 @@ def test_wyner_conv_family_scales_to_256_px_with_capped_widths():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_wyner_trains_and_evaluates_on_the_cdcb_fixture(tmp_path):
     folder = make_fixture(str(tmp_path / "cdcb"), "mnist_cdcb", n_train=16, n_test=8)
     config = wyner_cdcb.get_config("32")

@@ -55,6 +55,7 @@ def finished_sweep(tmp_path_factory):
 
 
 @pytest.mark.slow  # ~100 s CPU (150-200 s wall on the shared 2 cores): a train-step compile per λ
+@pytest.mark.heavy
 def test_tiny_sweep_writes_one_row_per_lambda_with_lambda_applied(finished_sweep):
     workdir, result = finished_sweep
     names = ["lambda_0_seed_1", "lambda_0.5_seed_1"]
@@ -100,6 +101,7 @@ def test_tiny_sweep_writes_one_row_per_lambda_with_lambda_applied(finished_sweep
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_rerun_reuses_finished_runs_without_training(finished_sweep, monkeypatch):
     workdir, first = finished_sweep
     mtimes = {n: os.path.getmtime(os.path.join(workdir, n, "metrics.json")) for n in first["runs"]}
