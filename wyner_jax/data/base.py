@@ -205,6 +205,19 @@ class IndexedRows:
         return out if dtype is None else out.astype(dtype)
 
 
+def finite_float32(feats: np.ndarray, path: str, fix: str) -> np.ndarray:
+    """``feats`` as float32, refusing a file whose rows hold NaN or Inf (named by ``path``,
+    with the first bad row; ``fix`` says what to do)."""
+    feats = np.asarray(feats, np.float32)
+    bad = ~np.isfinite(feats).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{path}: {int(bad.sum())} rows contain NaN or Inf (first at row "
+            f"{int(np.flatnonzero(bad)[0])}); the file is damaged. {fix}"
+        )
+    return feats
+
+
 def feature_std(a: np.ndarray) -> np.ndarray:
     """Per-feature standard deviation over the batch axis, as float32 (instance-noise scale)."""
     return np.asarray(a, np.float64).std(axis=0).astype(np.float32)

@@ -36,7 +36,7 @@ import pickle
 import numpy as np
 
 from wyner_jax.data import captions as cap
-from wyner_jax.data.base import IndexedRows, PairedArrays, PairedDataset
+from wyner_jax.data.base import IndexedRows, PairedArrays, PairedDataset, finite_float32
 
 FEATURE_DIM = 2048
 CAPTIONS_PER_IMAGE = 10
@@ -104,14 +104,7 @@ def _read_features(path: str) -> np.ndarray:
         )
     if len(feats) == 0:
         raise ValueError(f"{path} has no rows. {FEATURE_HELP}.")
-    feats = np.asarray(feats, np.float32)
-    bad = ~np.isfinite(feats).all(axis=1)
-    if bad.any():
-        raise ValueError(
-            f"{path}: {int(bad.sum())} rows contain NaN or Inf (first at row "
-            f"{int(np.flatnonzero(bad)[0])}); the file is damaged. {FEATURE_HELP}."
-        )
-    return feats
+    return finite_float32(feats, path, f"{FEATURE_HELP}.")
 
 
 def _read_lines(path: str) -> list[str]:

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from wyner_jax.data.base import PairedArrays, PairedDataset, feature_std
+from wyner_jax.data.base import PairedArrays, PairedDataset, feature_std, finite_float32
 
 FEATURE_DIM = 512
 SOURCE = "IIAE's release of the Sketchy Extended VGG features (Zenodo, doi 10.5281/zenodo.3890097)"
@@ -171,14 +171,7 @@ def _load_part(feat_file: str, path_file: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if len(feats) == 0:
         raise ValueError(f"{feat_file} is empty; re-download it from {SOURCE}.")
-    feats = np.asarray(feats, np.float32)
-    bad = ~np.isfinite(feats).all(axis=1)
-    if bad.any():
-        raise ValueError(
-            f"{feat_file}: {int(bad.sum())} rows contain NaN or Inf (first at row "
-            f"{int(np.flatnonzero(bad)[0])}); the file is damaged. Re-download it from {SOURCE}."
-        )
-    return feats, paths
+    return finite_float32(feats, feat_file, f"Re-download it from {SOURCE}."), paths
 
 
 def _dedupe(feats, paths, name) -> tuple[np.ndarray, np.ndarray]:
