@@ -40,6 +40,7 @@ is rebuilt, an unwritable folder skipped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import os
 
@@ -393,65 +394,8 @@ def load_image_pairs(
     )
 
 
-def load_maps(
-    dir: str = "",
-    image_size: int = 256,
-    train_split: str = "",
-    test_split: str = "",
-    direction: str = "AtoB",
-    cache_dir: str = "",
-    max_train: int = 0,
-    max_test: int = 0,
-) -> ImagePairsDataset:
-    """pix2pix Maps: x = satellite photo, y = map (see `load_image_pairs`)."""
-    return load_image_pairs(
-        "maps", dir, image_size, train_split, test_split, direction, cache_dir, max_train, max_test
-    )
-
-
-def load_facades(
-    dir: str = "",
-    image_size: int = 256,
-    train_split: str = "",
-    test_split: str = "",
-    direction: str = "AtoB",
-    cache_dir: str = "",
-    max_train: int = 0,
-    max_test: int = 0,
-) -> ImagePairsDataset:
-    """pix2pix Facades: x = facade photo, y = label map (see `load_image_pairs`)."""
-    return load_image_pairs(
-        "facades",
-        dir,
-        image_size,
-        train_split,
-        test_split,
-        direction,
-        cache_dir,
-        max_train,
-        max_test,
-    )
-
-
-def load_mnist_cdcb(
-    dir: str = "",
-    image_size: int = 256,
-    train_split: str = "",
-    test_split: str = "",
-    direction: str = "AtoB",
-    cache_dir: str = "",
-    max_train: int = 0,
-    max_test: int = 0,
-) -> ImagePairsDataset:
-    """MNIST-CDCB: x = colored digit, y = colored background (see `load_image_pairs`)."""
-    return load_image_pairs(
-        "mnist_cdcb",
-        dir,
-        image_size,
-        train_split,
-        test_split,
-        direction,
-        cache_dir,
-        max_train,
-        max_test,
-    )
+# The registry's loaders: `load_image_pairs` with the dataset bound (the registry reads the
+# remaining keyword arguments from the data config).
+load_maps = functools.partial(load_image_pairs, "maps")  # x = satellite photo, y = map
+load_facades = functools.partial(load_image_pairs, "facades")  # x = facade photo, y = labels
+load_mnist_cdcb = functools.partial(load_image_pairs, "mnist_cdcb")  # x = digit, y = background
