@@ -48,9 +48,9 @@ def test_reference_networks_at_256_px():
     assert shapes["r_x_head/Conv_0/kernel"] == (4, 4, 256, 256)
     assert shapes["q_s/Conv_0/kernel"] == (4, 4, 512, 256)
     # decoder: [z^s, tiled z^x] = 136 channels → 512, 256, 128, 64 → 3
-    assert shapes["dec_x/ConvTranspose_0/kernel"] == (4, 4, 136, 512)
-    assert shapes["dec_x/ConvTranspose_3/kernel"] == (4, 4, 128, 64)
-    assert shapes["dec_x/ConvTranspose_4/kernel"] == (4, 4, 64, 3)
+    assert shapes["dec_x/ConvTranspose2x_0/kernel"] == (4, 4, 136, 512)
+    assert shapes["dec_x/ConvTranspose2x_3/kernel"] == (4, 4, 128, 64)
+    assert shapes["dec_x/ConvTranspose2x_4/kernel"] == (4, 4, 64, 3)
     assert not any("BatchNorm" in k for k in shapes if k.startswith(("q_s", "r_x_head")))
     assert 16.7e6 < nets.tree_size(p) < 16.9e6  # "about 16.8 M" (iiae.md §1.3)
     eps = model.sample_eps(jax.random.PRNGKey(1), 2)

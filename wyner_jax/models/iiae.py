@@ -589,11 +589,15 @@ class IIAEModel:
         c = config.iiae
         family = config.model.family
         arch_cls = Arch
-        if c.get("shared_code", "flat") == "spatial":  # the 256-px networks' 8×8×C z^s (§1.3)
+        shared_code = c.get("shared_code", "flat")
+        if shared_code == "spatial":  # the 256-px networks' 8×8×C z^s (§1.3)
             from wyner_jax.models.iiae_spatial import SpatialArch as arch_cls
-        elif c.get("shared_code", "flat") != "flat":
+        elif shared_code == "flat_fc":  # the Cars conv + FC networks (§1.3 "flat")
+            from wyner_jax.models.iiae_flat import FlatArch as arch_cls
+        elif shared_code != "flat":
             raise ValueError(
-                f"config.iiae.shared_code must be 'flat' or 'spatial', got {c.shared_code!r}."
+                "config.iiae.shared_code must be 'flat' (small images), 'spatial' (the 256-px "
+                f"conv networks) or 'flat_fc' (the Cars networks), got {shared_code!r}."
             )
         if family == "sentence":  # captions (CUB): wyner_jax/models/iiae_sentence.py
             from wyner_jax.models.iiae_sentence import SentenceIIAEArch

@@ -31,19 +31,16 @@ import flax.linen as nn
 
 from wyner_jax import nets
 from wyner_jax.models.iiae import CONV_INIT, LRELU_SLOPE, Arch
+from wyner_jax.subpixel import ConvTranspose2x
 
 
 def _conv(features: int, transpose: bool = False, use_bias: bool = True):
-    layer = nn.ConvTranspose if transpose else nn.Conv
-    return layer(
-        features,
-        (4, 4),
-        strides=(2, 2),
-        padding="SAME",
-        kernel_init=CONV_INIT,
-        use_bias=use_bias,
-        dtype=nets.layer_dtype(),
-    )
+    """4×4 stride-2 "SAME" conv, or transposed conv (the sub-pixel form: same parameters
+    and results as ``nn.ConvTranspose``, faster; ``wyner_jax/subpixel.py``)."""
+    kwargs = dict(padding="SAME", kernel_init=CONV_INIT, use_bias=use_bias)
+    if transpose:
+        return ConvTranspose2x(features, (4, 4), dtype=nets.layer_dtype(), **kwargs)
+    return nn.Conv(features, (4, 4), strides=(2, 2), dtype=nets.layer_dtype(), **kwargs)
 
 
 class ConvStack(nn.Module):
@@ -138,7 +135,7 @@ class SpatialArch(Arch):
             size = shape[0]
             if layers < 1 or shape[0] != shape[1] or size % 2 ** (layers + 1):
                 raise ValueError(
-                    f"The spatial IIAE networks halve the {side} images {layers} + 1 times "
+                    f"The IIAE image networks halve the {side} images {layers} + 1 times "
                     f"(config.iiae.trunk_layers = {layers}), so the image side must be a "
                     f"multiple of {2 ** (layers + 1)}, got {tuple(shape)}; use image_size 256 "
                     "(reference), 128 or 64, or fewer trunk_layers."
