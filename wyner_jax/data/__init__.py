@@ -10,6 +10,7 @@ import inspect
 from typing import Any, Callable
 
 from wyner_jax.data.base import Domain, PairedArrays, PairedDataset, pair_by_label
+from wyner_jax.data.cars import CarViewsDataset, load_cars
 from wyner_jax.data.cub import CaptionDataset, load_cub
 from wyner_jax.data.digits import load_digits_add1
 from wyner_jax.data.gaussian import load_gaussian
@@ -18,6 +19,7 @@ from wyner_jax.data.pix2pix import load_facades, load_maps, load_mnist_cdcb
 from wyner_jax.data.sketchy import SketchyDataset, load_sketchy
 
 REGISTRY: dict[str, Callable[..., PairedDataset]] = {
+    "cars": load_cars,
     "cub": load_cub,
     "digits_add1": load_digits_add1,
     "gaussian": load_gaussian,
@@ -71,11 +73,13 @@ def build(data_config: Any) -> PairedDataset:
 __all__ = [
     "REGISTRY",
     "CaptionDataset",
+    "CarViewsDataset",
     "Domain",
     "PairedArrays",
     "PairedDataset",
     "SketchyDataset",
     "build",
+    "load_cars",
     "load_cub",
     "load_digits_add1",
     "load_gaussian",
