@@ -28,6 +28,9 @@ Metric names (all in ``metrics.json``):
   ``retrieval/mAP@k`` for k in ``config.eval.retrieval_map_ks`` (Sketchy split 2: 200),
   and a per-class AP bar chart ``figures/retrieval_per_class_ap.png``. Such zero-shot data
   have disjoint train and test classes, so the linear probes are skipped;
+* ``retrieval/R@1_x2y``, ``retrieval/R@1_y2x``: pair Recall@1 on instance-paired images
+  (``instance_retrieval.py``), or same-car Recall@1 on view-indexed pairs (Cars,
+  ``view_eval.py``, with ``probe/azimuth_from_excl`` and ``probe/azimuth_from_shared``);
 * ``gaussian/x2y_slope``, ``gaussian/x2y_resid_var``, ``gaussian/wyner_ci`` (Gaussian data).
 """
 
@@ -277,6 +280,13 @@ def evaluate(
             codes.update(inf.call("embed_exclusive", test.x, test.y))
         r = instance_retrieval_metrics(codes, ks)
         metrics.update({f"retrieval/{k}": v for k, v in r.items()})
+    views = getattr(dataset, "test_views", None) is not None
+    if views:  # view-indexed pairs (Cars): same-car R@1 and azimuth probes, view_eval.py
+        from wyner_jax.evaluation.view_eval import evaluate_views
+
+        m, view_images = evaluate_views(inf, dataset, config, emb_test)
+        metrics.update(m)
+        extra_images.update(view_images)
     if labelled and not zero_shot:
         emb_train = inf.embed(train.x, train.y)
         targets = {"z_xy": "label_y", "z_x": "label_x", "z_y": "label_y"}
@@ -303,10 +313,10 @@ def evaluate(
 
     # Generation: coherence under the evaluation classifiers.
     gen = {}
-    # Instance-paired images have no metric on translations of the whole test set (10,000
-    # MNIST-CDCB pairs at 256 px would be 7.9 GB per direction); their figures translate a
-    # few rows themselves.
-    need_translations = not getattr(dataset, "instance_pairs", False)
+    # Instance-paired images and car views have no metric on translations of the whole test
+    # set (10,000 MNIST-CDCB pairs at 256 px would be 7.9 GB per direction); their figures
+    # translate a few rows themselves.
+    need_translations = not (getattr(dataset, "instance_pairs", False) or views)
     if "x2y" in inf.caps and need_translations:
         gen["x2y"] = inf.x2y(test.x, k_x2y)
     if "y2x" in inf.caps and need_translations:
@@ -466,10 +476,15 @@ def _as_images(arr, dataset, side):
     return None
 
 
-def figure_rows(test, rows: int) -> np.ndarray:
-    """Test rows for the x→y / y→x / reconstruction grids: the first pair of each class first
-    (pairs are stored class by class, so the first rows would all show one digit), then the
-    remaining rows in order; just the first rows for unlabelled data."""
+def figure_rows(dataset, rows: int) -> np.ndarray:
+    """Test rows for the x→y / y→x / reconstruction grids: the dataset's own choice when it
+    has one (``dataset.figure_rows``, e.g. Cars: different cars and azimuths); else the first
+    pair of each class first (pairs are stored class by class, so the first rows would all
+    show one digit), then the remaining rows in order; just the first rows for unlabelled
+    data."""
+    if hasattr(dataset, "figure_rows"):
+        return np.asarray(dataset.figure_rows(rows))
+    test = dataset.test
     n = min(rows, len(test.x))
     first = np.unique(np.asarray(test.label_x), return_index=True)[1]
     if len(first) < 2:
@@ -499,7 +514,7 @@ def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
             images = _as_images(arr, dataset, side)
             return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
-    pick = figure_rows(test, rows)
+    pick = figure_rows(dataset, rows)
     if "joint" in gen:
         jx = as_images(gen["joint"][0][: rows * cols // 2], dataset, "x")
         jy = as_images(gen["joint"][1][: rows * cols // 2], dataset, "y")
