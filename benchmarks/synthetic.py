@@ -26,6 +26,9 @@ def config_shapes(data_config) -> tuple[tuple[int, ...], tuple[int, ...], int | 
         x_shape = (IMAGE_SIZE, IMAGE_SIZE, 1)  # MNIST, resized to 32 px
         y_shape = x_shape if name == "mnist_add1" else (IMAGE_SIZE, IMAGE_SIZE, 3)  # SVHN
         return x_shape, y_shape, NUM_CLASSES
+    if name in ("maps", "facades", "mnist_cdcb", "cars"):  # RGB image pairs, unlabelled
+        s = int(data_config.image_size)
+        return (s, s, 3), (s, s, 3), None
     raise ValueError(
         f"--data=shapes does not know the x/y shapes of dataset {name!r}; add it to "
         "benchmarks/synthetic.py:config_shapes, or use --data=real."

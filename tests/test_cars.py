@@ -49,11 +49,11 @@ def test_flat_networks_at_256_px_are_the_references():
     state = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)  # shapes only
     s = param_shapes(state.params)
     # exclusive encoder: 4 convs 32..256 to 16×16, flattened 65,536 → Dense(2·8)
-    assert s["q_x/ConvStack_0/Conv_3/kernel"] == (4, 4, 128, 256)
+    assert s["q_x/ConvStack_0/Conv2x_3/kernel"] == (4, 4, 128, 256)
     assert s["q_x/Dense_0/kernel"] == (16 * 16 * 256, 16)
     # r-trunk: 5 convs to 8×8×256 (widths stop doubling at 256); head Dense(256) → Dense(2·128)
-    widths = [s[f"r_x_trunk/Conv_{i}/kernel"][-1] for i in range(5)]
-    assert widths == [32, 64, 128, 256, 256] and "r_x_trunk/Conv_5/kernel" not in s
+    widths = [s[f"r_x_trunk/Conv2x_{i}/kernel"][-1] for i in range(5)]
+    assert widths == [32, 64, 128, 256, 256] and "r_x_trunk/Conv2x_5/kernel" not in s
     assert s["r_x_head/Dense_0/kernel"] == (8 * 8 * 256, 256)
     assert s["r_x_head/Linear_0/dense/kernel"] == (256, 256)
     # q(z^s|x,y): the two flattened trunks (32,768) → Dense(256) → Dense(2·128)

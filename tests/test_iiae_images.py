@@ -42,11 +42,11 @@ def test_reference_networks_at_256_px():
         for path, a in jax.tree_util.tree_flatten_with_path(p)[0]
     }
     # exclusive encoder: 4 convs 32..256 to 16×16, flatten 65,536 → Dense(2·8)
-    assert shapes["q_x/ConvStack_0/Conv_3/kernel"] == (4, 4, 128, 256)
+    assert shapes["q_x/ConvStack_0/Conv2x_3/kernel"] == (4, 4, 128, 256)
     assert shapes["q_x/Dense_0/kernel"] == (16 * 16 * 256, 16)
     # r-head: one conv on R to 8×8×(2·128); q(z^s|x,y): one conv on concat(R_x, R_y)
-    assert shapes["r_x_head/Conv_0/kernel"] == (4, 4, 256, 256)
-    assert shapes["q_s/Conv_0/kernel"] == (4, 4, 512, 256)
+    assert shapes["r_x_head/Conv2x_0/kernel"] == (4, 4, 256, 256)
+    assert shapes["q_s/Conv2x_0/kernel"] == (4, 4, 512, 256)
     # decoder: [z^s, tiled z^x] = 136 channels → 512, 256, 128, 64 → 3
     assert shapes["dec_x/ConvTranspose2x_0/kernel"] == (4, 4, 136, 512)
     assert shapes["dec_x/ConvTranspose2x_3/kernel"] == (4, 4, 128, 64)

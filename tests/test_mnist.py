@@ -272,7 +272,7 @@ def test_conv32_networks_are_the_reference_family(tfds_dir, tmp_path):
     assert kernels(d["D_F"]) == [(5, 5, 4, 64), (5, 5, 64, 128), (5, 5, 128, 256), (5, 5, 256, 512)]
     # D_F: no BN on the first layer (which keeps its bias), BN on the other three.
     assert "BatchNorm_2" in d["D_F"] and "BatchNorm_3" not in d["D_F"]
-    assert "bias" in d["D_F"]["Conv_0"] and "bias" not in d["D_F"]["Conv_1"]
+    assert "bias" in d["D_F"]["Conv2x_0"] and "bias" not in d["D_F"]["Conv2x_1"]
     assert "BatchNorm_3" in g["F_x"]  # the encoders have BN on all four
     assert kernels(d["E_j"]) == [(32, 512)] and kernels(d["E_cx2y"]) == [(24, 512)]
     assert kernels(d["E_var_ci"]) == [(16, 512)]

@@ -28,20 +28,22 @@ def explicit(k, padding):
     return (same_padding(k), same_padding(k)) if padding == "SAME" else padding
 
 
+@pytest.mark.parametrize("form", ["phase_conv", "tap_matmul", "col2im"])
 @pytest.mark.parametrize("k,padding", CASES)
 @pytest.mark.parametrize("hw", [(4, 4), (3, 5), (1, 1)])
-def test_values_match_lax_conv_transpose(k, padding, hw):
+def test_values_match_lax_conv_transpose(k, padding, hw, form):
     rng = np.random.default_rng(k * 10 + hw[1])
     x = jnp.asarray(rng.standard_normal((2, *hw, 3)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((k, k, 3, 4)), jnp.float32)
     want = reference(x, kernel, padding)
-    got = conv_transpose_2x(x, kernel, explicit(k, padding))
+    got = conv_transpose_2x(x, kernel, explicit(k, padding), form=form)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("form", ["phase_conv", "tap_matmul", "col2im"])
 @pytest.mark.parametrize("k,padding", CASES[:2])
-def test_gradients_match(k, padding):
+def test_gradients_match(k, padding, form):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((2, 4, 4, 3)), jnp.float32)
     kernel = jnp.asarray(rng.standard_normal((k, k, 3, 5)), jnp.float32)
@@ -51,9 +53,8 @@ def test_gradients_match(k, padding):
         return lambda x, w: jnp.sum((f(x, w) - target) ** 2)
 
     want = jax.grad(loss(lambda x, w: reference(x, w, padding)), argnums=(0, 1))(x, kernel)
-    got = jax.grad(loss(lambda x, w: conv_transpose_2x(x, w, explicit(k, padding))), (0, 1))(
-        x, kernel
-    )
+    ours = lambda x, w: conv_transpose_2x(x, w, explicit(k, padding), form=form)  # noqa: E731
+    got = jax.grad(loss(ours), (0, 1))(x, kernel)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
 
@@ -68,3 +69,15 @@ def test_module_is_a_drop_in_for_flax_conv_transpose():
     )
     params = jax.tree_util.tree_map(lambda a: a + 0.1, params)  # a non-zero bias too
     np.testing.assert_allclose(ours.apply(params, x), flax_.apply(params, x), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_form_by_output_channels_and_bad_form():
+    pad = explicit(4, "SAME")
+    for n, c_out in ((1, 3), (1, 16), (64, 16)):  # below / at the thresholds: same results
+        x = jnp.ones((n, 2, 2, 3), jnp.float32)
+        kernel = jnp.ones((4, 4, 3, c_out), jnp.float32)
+        np.testing.assert_allclose(
+            conv_transpose_2x(x, kernel, pad), reference(x, kernel, "SAME"), rtol=1e-5
+        )
+    with pytest.raises(ValueError, match="form"):
+        conv_transpose_2x(x, kernel, pad, form="dilated")

@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wyner_jax.conv2x import Conv2x
 from wyner_jax.subpixel import ConvTranspose2x
 
 # Xavier-uniform weights and zero biases for ordinary layers (reference ``weights_init``).
@@ -219,10 +220,9 @@ class ConvEncoder(nn.Module):
         for i in range(n):
             bn = self.batchnorm and (i > 0 or self.batchnorm_first)
             doublings = i if self.max_doublings < 0 else min(i, self.max_doublings)
-            h = nn.Conv(
+            h = Conv2x(
                 self.base * 2**doublings,
                 (5, 5),
-                strides=(2, 2),
                 padding=((2, 2), (2, 2)),
                 kernel_init=XAVIER,
                 use_bias=not bn,

@@ -60,6 +60,7 @@ import optax
 from flax import struct
 
 from wyner_jax import losses, nets
+from wyner_jax.conv2x import Conv2x
 from wyner_jax.subpixel import ConvTranspose2x
 
 LRELU_SLOPE = 0.2  # the reference's lrelu(x, 0.2)
@@ -326,10 +327,9 @@ class ConvTrunk(nn.Module):
     @nn.compact
     def __call__(self, h, train: bool):
         for i in range(nets.num_halvings(h.shape[1])):
-            h = nn.Conv(
+            h = Conv2x(
                 self.base * 2**i,
                 (4, 4),
-                strides=(2, 2),
                 padding="SAME",
                 kernel_init=CONV_INIT,
                 use_bias=False,

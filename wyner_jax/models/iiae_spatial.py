@@ -31,16 +31,18 @@ import flax.linen as nn
 
 from wyner_jax import nets
 from wyner_jax.models.iiae import CONV_INIT, LRELU_SLOPE, Arch
+from wyner_jax.conv2x import Conv2x
 from wyner_jax.subpixel import ConvTranspose2x
 
 
 def _conv(features: int, transpose: bool = False, use_bias: bool = True):
-    """4×4 stride-2 "SAME" conv, or transposed conv (the sub-pixel form: same parameters
-    and results as ``nn.ConvTranspose``, faster; ``wyner_jax/subpixel.py``)."""
+    """4×4 stride-2 "SAME" conv, or transposed conv, in the forms that are faster on CPU
+    (same parameters and results as ``nn.Conv`` / ``nn.ConvTranspose``; ``conv2x.py``,
+    ``subpixel.py``)."""
     kwargs = dict(padding="SAME", kernel_init=CONV_INIT, use_bias=use_bias)
     if transpose:
         return ConvTranspose2x(features, (4, 4), dtype=nets.layer_dtype(), **kwargs)
-    return nn.Conv(features, (4, 4), strides=(2, 2), dtype=nets.layer_dtype(), **kwargs)
+    return Conv2x(features, (4, 4), dtype=nets.layer_dtype(), **kwargs)
 
 
 class ConvStack(nn.Module):
