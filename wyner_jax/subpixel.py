@@ -119,9 +119,10 @@ def _phase_conv(x, kernel, axes, precision):
     return y.reshape(y.shape[:3] + (2, 2, c_out))
 
 
-def _tap_matmuls(x, kernel, axes, precision):
-    """Each phase as a sum over its taps of (shifted input) @ kernel[a, b]: the K² products
-    of the transposed convolution and nothing else (no zero taps, no kernel rearranged)."""
+def _sum_over_taps(axes, term, shape):
+    """[n, rows_h, rows_w, 2, 2, C]: phase (p_h, p_w) is Σ term(window slices, a, b) over its
+    taps, where the slices select rows t_h.. and columns t_w.. of the padded input's grid and
+    (a, b) is the kernel tap they meet."""
     (a_h, v_h, rows_h, _), (a_w, v_w, rows_w, _) = axes
     phases = []
     for p_h in (0, 1):
@@ -129,31 +130,30 @@ def _tap_matmuls(x, kernel, axes, precision):
             y = 0.0
             for t_h in np.flatnonzero(v_h[:, p_h]):
                 for t_w in np.flatnonzero(v_w[:, p_w]):
-                    window = x[:, t_h : t_h + rows_h, t_w : t_w + rows_w, :]
-                    tap = kernel[a_h[t_h, p_h], a_w[t_w, p_w]]
-                    y = y + jnp.einsum("nhwc,cd->nhwd", window, tap, precision=precision)
+                    window = (slice(None), slice(t_h, t_h + rows_h), slice(t_w, t_w + rows_w))
+                    y = y + term(window, a_h[t_h, p_h], a_w[t_w, p_w])
             phases.append(y)
-    n, c_out = x.shape[0], kernel.shape[-1]
-    return jnp.stack(phases, axis=3).reshape(n, rows_h, rows_w, 2, 2, c_out)
+    return jnp.stack(phases, axis=3).reshape(shape[0], rows_h, rows_w, 2, 2, shape[-1])
+
+
+def _tap_matmuls(x, kernel, axes, precision):
+    """Each phase as a sum over its taps of (shifted input) @ kernel[a, b]: the K² products
+    of the transposed convolution and nothing else (no zero taps, no kernel rearranged)."""
+
+    def term(window, a, b):
+        return jnp.einsum("nhwc,cd->nhwd", x[window], kernel[a, b], precision=precision)
+
+    return _sum_over_taps(axes, term, (x.shape[0], kernel.shape[-1]))
 
 
 def _col2im(x, kernel, axes, precision):
     """One matrix product of every input pixel with every tap, z[n, h, w, a, b] = x[n, h, w]
     @ kernel[a, b], then each phase the sum of its taps' shifted slices of z (GEMM + col2im):
     the K² products once; the kernel's gradient is one matrix product, x^T @ dz."""
-    (a_h, v_h, rows_h, _), (a_w, v_w, rows_w, _) = axes
     z = jnp.einsum("nhwc,abcd->nhwabd", x, kernel, precision=precision)
-    phases = []
-    for p_h in (0, 1):
-        for p_w in (0, 1):
-            y = 0.0
-            for t_h in np.flatnonzero(v_h[:, p_h]):
-                for t_w in np.flatnonzero(v_w[:, p_w]):
-                    window = z[:, t_h : t_h + rows_h, t_w : t_w + rows_w]
-                    y = y + window[:, :, :, a_h[t_h, p_h], a_w[t_w, p_w]]
-            phases.append(y)
-    n, c_out = x.shape[0], kernel.shape[-1]
-    return jnp.stack(phases, axis=3).reshape(n, rows_h, rows_w, 2, 2, c_out)
+    return _sum_over_taps(
+        axes, lambda window, a, b: z[window][:, :, :, a, b], (x.shape[0], kernel.shape[-1])
+    )
 
 
 def conv_transpose_2x(
