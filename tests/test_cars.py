@@ -178,6 +178,8 @@ def small_iiae(folder):
     return config
 
 
+@pytest.mark.slow
+@pytest.mark.heavy
 def test_iiae_evaluation_on_the_cars_fixture(cars_dir, tmp_path):
     """The evaluation of an initialised model (training is the heavy test below)."""
     config = small_iiae(cars_dir)

@@ -16,7 +16,8 @@ layer                  lax.conv         im2col
 so ``conv_2x`` gathers the K² strided windows of the padded input side by side
 ([N, H/2, W/2, K²·C_in]) and multiplies by the kernel reshaped to [K²·C_in, C_out] when the
 output has at most ``IM2COL_MAX_PIXELS`` pixels or the input at most ``IM2COL_MAX_CHANNELS``
-channels (the patches are then small), and calls ``lax.conv_general_dilated`` otherwise.
+channels (the patches are then small), and calls ``lax.conv_general_dilated`` otherwise and
+on accelerators (not measured there).
 Both give the same numbers (up to float rounding); ``Conv2x`` has the parameters of
 ``flax.linen.Conv(features, kernel_size, strides=(2, 2), padding)``.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -59,7 +61,9 @@ def conv_2x(x, kernel, padding, form: str = "auto", precision=None):
     out_w = (x.shape[2] + lo_w + hi_w - k_w) // 2 + 1
     if form == "auto":
         small = out_h * out_w <= IM2COL_MAX_PIXELS or c_in <= IM2COL_MAX_CHANNELS
-        form = "im2col" if small else "conv"
+        # Tuned on XLA:CPU; accelerators keep their own convolutions (cuDNN etc.) until
+        # measured there.
+        form = "im2col" if small and jax.default_backend() == "cpu" else "conv"
     if form == "conv":
         return lax.conv_general_dilated(
             x,
