@@ -71,11 +71,20 @@ def test_module_is_a_drop_in_for_flax_conv_transpose():
     np.testing.assert_allclose(ours.apply(params, x), flax_.apply(params, x), rtol=1e-5, atol=1e-5)
 
 
-def test_auto_form_by_output_channels_and_bad_form():
+def count_products(fn, *args):
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    return sum(e.primitive.name == "dot_general" for e in jaxpr.eqns)
+
+
+def test_auto_form_by_input_pixels_and_output_channels_and_bad_form():
+    """On CPU, 'auto' is one product per tap (16 for k4) up to TAP_MATMUL_MAX_PIXELS input
+    pixels with >= TAP_MATMUL_MIN_FEATURES outputs, else one GEMM (col2im); same results."""
     pad = explicit(4, "SAME")
-    for n, c_out in ((1, 3), (1, 16), (64, 16)):  # below / at the thresholds: same results
-        x = jnp.ones((n, 2, 2, 3), jnp.float32)
+    assert jax.default_backend() == "cpu"
+    for n, c_out, products in ((1, 3, 1), (1, 16, 16), (64, 16, 16), (65, 16, 1)):
+        x = jnp.ones((n, 2, 2, 3), jnp.float32)  # n·2·2 pixels: 4, 4, 256, 260
         kernel = jnp.ones((4, 4, 3, c_out), jnp.float32)
+        assert count_products(lambda x, k: conv_transpose_2x(x, k, pad), x, kernel) == products
         np.testing.assert_allclose(
             conv_transpose_2x(x, kernel, pad), reference(x, kernel, "SAME"), rtol=1e-5
         )

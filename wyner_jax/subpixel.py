@@ -61,11 +61,12 @@ def phase_taps(kernel_size: int, lo: int) -> tuple[np.ndarray, np.ndarray, int]:
     return a, (a >= 0) & (a < kernel_size), d_min
 
 
-# ``conv_transpose_2x``'s 'auto' choice: one matrix product per tap ('tap_matmul') for at
-# least this many output channels and input pixels (batch × height × width), else GEMM +
-# col2im. Both measured faster than 'phase_conv' on the dev CPU (see conv_transpose_2x).
+# ``conv_transpose_2x``'s 'auto' choice on CPU: one matrix product per tap ('tap_matmul')
+# for at most this many input pixels (batch × height × width) and at least this many output
+# channels, else one GEMM + col2im. Both measured faster than 'phase_conv' on the dev CPU
+# (the table in conv_transpose_2x).
+TAP_MATMUL_MAX_PIXELS = 256
 TAP_MATMUL_MIN_FEATURES = 16
-TAP_MATMUL_MIN_PIXELS = 256
 
 
 def _phase_geometry(x_shape, kernel_shape, padding):
@@ -137,23 +138,41 @@ def _sum_over_taps(axes, term, shape):
     return jnp.stack(phases, axis=3).reshape(shape[0], rows_h, rows_w, 2, 2, shape[-1])
 
 
+def _split_taps(t, k_w: int, axis: int):
+    """``t`` split into its K_h·K_w taps along ``axis`` (taps ordered (a, b) there), as
+    ``taps[a][b]``, by one ``lax.split``: its gradient is one concatenation. Static slices
+    ``t[a, b]`` would make the gradient a K²-way sum of zero-padded copies, which XLA:CPU
+    fused into, and recomputed inside, every consumer (each of Adam's elementwise updates:
+    several seconds per step in the MNIST–SVHN profile)."""
+    n_taps = t.shape[axis]
+    parts = lax.split(t, [1] * n_taps, axis=axis)
+    parts = [jnp.squeeze(p, axis) for p in parts]
+    return [parts[a * k_w : (a + 1) * k_w] for a in range(n_taps // k_w)]
+
+
 def _tap_matmuls(x, kernel, axes, precision):
     """Each phase as a sum over its taps of (shifted input) @ kernel[a, b]: the K² products
     of the transposed convolution and nothing else (no zero taps, no kernel rearranged)."""
+    k_h, k_w = kernel.shape[:2]
+    taps = _split_taps(kernel.reshape(k_h * k_w, *kernel.shape[2:]), k_w, axis=0)
 
     def term(window, a, b):
-        return jnp.einsum("nhwc,cd->nhwd", x[window], kernel[a, b], precision=precision)
+        return jnp.einsum("nhwc,cd->nhwd", x[window], taps[a][b], precision=precision)
 
     return _sum_over_taps(axes, term, (x.shape[0], kernel.shape[-1]))
 
 
-def _col2im(x, kernel, axes, precision):
-    """One matrix product of every input pixel with every tap, z[n, h, w, a, b] = x[n, h, w]
-    @ kernel[a, b], then each phase the sum of its taps' shifted slices of z (GEMM + col2im):
-    the K² products once; the kernel's gradient is one matrix product, x^T @ dz."""
+def _col2im(x, kernel, axes, pads, precision):
+    """One matrix product of every input pixel with every tap, z[n, h, w, (a, b)] = x[n, h, w]
+    @ kernel[a, b], then each phase the sum of its taps' shifted slices of z (GEMM + col2im).
+    The product runs on the unpadded input (a zero pixel's products are zeros, so z is
+    padded instead): exactly the K² products per pixel, in one GEMM whose kernel gradient
+    (x^T @ dz) and input gradient (dz @ kernel^T) are single GEMMs too."""
+    k_h, k_w = kernel.shape[:2]
     z = jnp.einsum("nhwc,abcd->nhwabd", x, kernel, precision=precision)
+    taps = _split_taps(z.reshape(*z.shape[:3], k_h * k_w, z.shape[-1]), k_w, axis=3)
     return _sum_over_taps(
-        axes, lambda window, a, b: z[window][:, :, :, a, b], (x.shape[0], kernel.shape[-1])
+        axes, lambda window, a, b: _pad(taps[a][b], pads)[window], (x.shape[0], kernel.shape[-1])
     )
 
 
@@ -166,36 +185,43 @@ def conv_transpose_2x(
     ``form``: 'phase_conv' (one stride-1 conv with the four phase kernels side by side),
     'tap_matmul' (one matrix product per kernel tap, summed per phase), 'col2im' (one matrix
     product with every tap, then the phases as sums of shifted slices) or 'auto'. Measured on
-    the dev CPU, kernel gradient + Adam update (ms, batch 8 / 64; k4 'SAME' unless noted):
+    the dev CPU (2 cores, 2026-11-22), forward + kernel and input gradients + an AMSGrad
+    update of the kernel, ms at batch 8 / 64 (k4 'SAME' unless noted; k5 pads (2, 3) as the
+    Wyner decoders):
 
     ============================  ===========  ===========  ===========
     layer                         phase_conv   tap_matmul   col2im
     ============================  ===========  ===========  ===========
-    1×1×512 → 512                 150 / 304    140 / 146     51 / 150
-    2×2×512 → 256                 363 / 2305    70 / 72      20 / 94
-    8×8×128 → 64                    8 / 70       6 / 34      15 / 95
-    64×64×128 → 64               1021 / 9549   375 / 3616   705 / 7815
-    16×16×64 → 3                    2 / 52       6 / 41       2 / 12
-    k5 4×4×512 → 256               97 / 293    201 / 261     90 / 467
+    1×1×512 → 512                 199 / 495     45 / 44      42 / 49
+    2×2×512 → 256                1006 / 7886    13 / 41      25 / 42
+    8×8×128 → 64                   14 / 85       7 / 60       7 / 37
+    64×64×128 → 64               1246 / 12944  579 / 5117   463 / 3880
+    16×16×64 → 3                    5 / 68       6 / 80       8 / 8
+    k5 4×4×512 → 256              132 / 478     61 / 227    108 / 226
+    k5 8×8×256 → 128               48 / 411     30 / 239     37 / 245
+    k5 16×16×128 → 3                7 / 128     17 / 239      2 / 18
     ============================  ===========  ===========  ===========
 
-    (XLA:CPU's convolution is slow on tiny images with many channels; per-tap products pay
-    a fixed cost for assembling the kernel gradient.) 'auto' takes 'tap_matmul' from
-    ``TAP_MATMUL_MIN_FEATURES`` output channels and ``TAP_MATMUL_MIN_PIXELS`` input pixels,
-    else 'col2im', on CPU; 'phase_conv' on accelerators (not measured there).
+    (XLA:CPU's convolution is slow on tiny images with many channels; the per-tap products
+    win only while the input is small.) 'auto' takes 'tap_matmul' up to
+    ``TAP_MATMUL_MAX_PIXELS`` input pixels (batch × height × width) with at least
+    ``TAP_MATMUL_MIN_FEATURES`` output channels, else 'col2im', on CPU; 'phase_conv' on
+    accelerators (not measured there).
     """
     axes, pads = _phase_geometry(x.shape, kernel.shape, padding)
     if form == "auto" and jax.default_backend() != "cpu":
         form = "phase_conv"  # the forms below were tuned on XLA:CPU; not measured elsewhere
     if form == "auto":
         pixels = x.shape[0] * x.shape[1] * x.shape[2]
-        wide = kernel.shape[-1] >= TAP_MATMUL_MIN_FEATURES and pixels >= TAP_MATMUL_MIN_PIXELS
-        form = "tap_matmul" if wide else "col2im"
+        small = pixels <= TAP_MATMUL_MAX_PIXELS and kernel.shape[-1] >= TAP_MATMUL_MIN_FEATURES
+        form = "tap_matmul" if small else "col2im"
     forms = {"phase_conv": _phase_conv, "tap_matmul": _tap_matmuls, "col2im": _col2im}
     if form not in forms:
         raise ValueError(f"form must be 'auto' or one of {sorted(forms)}, got {form!r}.")
-    phase_fn = forms[form]
-    phases = phase_fn(_pad(x, pads), kernel, axes, precision)
+    if form == "col2im":
+        phases = _col2im(x, kernel, axes, pads, precision)
+    else:
+        phases = forms[form](_pad(x, pads), kernel, axes, precision)
     return _interleave(phases, x.shape[0], axes, kernel.shape[-1])
 
 
