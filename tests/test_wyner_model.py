@@ -47,7 +47,8 @@ def run_steps(model, state, config, dataset, devices, n_steps):
     return jax.device_get(state), jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("family", ["mlp", "conv"])
+# The conv case compiles the conv networks twice (~100 s on 2 cores): `make test-all`.
+@pytest.mark.parametrize("family", ["mlp", pytest.param("conv", marks=pytest.mark.heavy)])
 def test_one_device_and_four_devices_give_the_same_parameters(family):
     """The step has global-batch semantics: sharding the batch changes nothing (DESIGN §4)."""
     assert jax.device_count() >= 4, "conftest sets 4 fake CPU devices"
