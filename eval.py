@@ -5,6 +5,11 @@
 Writes WORKDIR/metrics.json and WORKDIR/figures/*.png and prints the metrics table.
 """
 
+if __name__ == "__main__":  # first, before JAX starts: see wyner_jax/allocator.py
+    from wyner_jax import allocator
+
+    allocator.use_caching_allocator()
+
 from absl import app, flags
 from ml_collections import config_flags
 

@@ -7,6 +7,11 @@ Any config field can be overridden with --config.a.b=value. Re-running with the 
 --workdir resumes from the latest checkpoint.
 """
 
+if __name__ == "__main__":  # first, before JAX starts: see wyner_jax/allocator.py
+    from wyner_jax import allocator
+
+    allocator.use_caching_allocator()
+
 from absl import app, flags
 from ml_collections import config_flags
 

@@ -29,6 +29,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+if __name__ == "__main__":  # before JAX starts: the allocator train.py runs with
+    from wyner_jax import allocator
+
+    allocator.use_caching_allocator()
+
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 

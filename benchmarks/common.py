@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from wyner_jax import allocator
+
 
 def device_info() -> dict:
     """Platform, device kind and count, JAX version and, on CPU, the usable cores."""
@@ -18,6 +20,8 @@ def device_info() -> dict:
         "jax_version": jax.__version__,
         # e.g. the tests' --xla_backend_optimization_level=0 would make timings meaningless.
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        # glibc malloc page-faults XLA:CPU's step memory in every step (wyner_jax/allocator.py).
+        "allocator": allocator.current(),
     }
     if devices[0].platform == "cpu":
         # XLA's CPU thread pool uses the cores this process may run on.

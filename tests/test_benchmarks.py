@@ -32,6 +32,7 @@ STEP_FIELDS = {
     "device_kind",
     "device_count",
     "jax_version",
+    "allocator",
     "batch",
     "steps",
     "warmup",

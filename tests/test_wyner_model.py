@@ -2,6 +2,7 @@
 
 import chex
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -159,3 +160,42 @@ def test_discriminator_step_does_not_change_the_generator_and_ci_heads_see_detac
     assert norm(grads["D_F"]) == 0.0
     assert norm(grads["H_var_ci"]) > 0.0
     assert norm(grads["H_j"]) == 0.0
+
+
+def count_dots(jaxpr) -> int:
+    """dot_general equations of a closed jaxpr, sub-jaxprs (jit, custom_vjp, ...) included."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += eqn.primitive.name == "dot_general"
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            n += count_dots(sub)
+    return n
+
+
+def test_zero_lambda_terms_are_logged_without_a_backward_pass():
+    """λ_var_ci = 0 (the reference still trains that estimator, §7 item 4): gen/var_ci is
+    logged and the generator loss equals Σ λ·term, but the G step's backward pass through
+    H_var_ci is not built (0·∂term is no update), so the step has fewer products."""
+    config = small_config()
+    lam = config.loss.lambdas
+    for k in list(lam.keys()):
+        lam[k] = 0.0
+    lam.j = 1.0
+    dataset = data.build(config.data)
+    batch = {k: jnp.asarray(v) for k, v in dataset.train_batch(0, 16, 0).items()}
+
+    def step_jaxpr_and_metrics(lambda_var_ci):
+        config.loss.lambdas.var_ci = lambda_var_ci
+        model = build_model(config, dataset)
+        state = model.init(jax.random.PRNGKey(0), batch)
+        _, metrics = jax.jit(model.train_step)(state, batch)
+        return jax.make_jaxpr(model.train_step)(state, batch).jaxpr, metrics
+
+    zero, metrics = step_jaxpr_and_metrics(0.0)
+    small, _ = step_jaxpr_and_metrics(1e-3)
+    assert np.isfinite(metrics["gen/var_ci"]) and metrics["gen/var_ci"] != 0.0
+    np.testing.assert_allclose(metrics["gen/total"], metrics["gen/j"], rtol=1e-6)
+    # H_var_ci is Dense → LReLU → Dense: its backward to the generator is two products
+    # (input gradients of both layers) in the G step, plus E_var_ci's input gradient. Those
+    # are exactly the ones gone; the D step trains the estimator either way.
+    assert count_dots(small) - count_dots(zero) == 3

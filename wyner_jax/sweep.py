@@ -24,6 +24,11 @@ even at λ = 0 (reference behaviour, wyner-model.md §7 item 4), so every row ha
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before JAX starts: see wyner_jax/allocator.py
+    from wyner_jax import allocator
+
+    allocator.use_caching_allocator()
+
 import copy
 import csv
 import json

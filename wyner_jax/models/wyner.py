@@ -783,7 +783,8 @@ class WynerModel:
             )
             terms[f"disc/{k}"] = -j
             w = 1.0 if self.config.loss.uniform_disc_weights else self.lambdas[k]
-            total = total + w * (-j)
+            if w:  # a weight-0 estimator is logged only: no backward pass through it
+                total = total + w * (-j)
         terms["disc/total"] = total
         return total, terms
 
@@ -805,7 +806,10 @@ class WynerModel:
         for k in self.terms.rec:
             target, pred = rec[k]
             terms[f"gen/{k}"] = side_loss[RECONSTRUCTIONS[k]](pred, target)
-        total = sum(self.lambdas[k.split("/", 1)[1]] * v for k, v in terms.items())
+        # λ = 0 terms (the CI estimates the reference trains at λ_CI = 0) are logged but left
+        # out of the sum, so no backward pass runs through them: 0·∂term is no update.
+        weighted = [(self.lambdas[k.split("/", 1)[1]], v) for k, v in terms.items()]
+        total = sum(lam * v for lam, v in weighted if lam)
         terms["gen/total"] = total
         return total, terms
 
