@@ -2,12 +2,12 @@
 
 import chex
 import jax
-import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import digits_add1, gaussian
+from tests.test_subpixel import count_dots
 from wyner_jax import data, parallel
 from wyner_jax.models import wyner
 from wyner_jax.models.base import build_model
@@ -160,16 +160,6 @@ def test_discriminator_step_does_not_change_the_generator_and_ci_heads_see_detac
     assert norm(grads["D_F"]) == 0.0
     assert norm(grads["H_var_ci"]) > 0.0
     assert norm(grads["H_j"]) == 0.0
-
-
-def count_dots(jaxpr) -> int:
-    """dot_general equations of a closed jaxpr, sub-jaxprs (jit, custom_vjp, ...) included."""
-    n = 0
-    for eqn in jaxpr.eqns:
-        n += eqn.primitive.name == "dot_general"
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            n += count_dots(sub)
-    return n
 
 
 def test_zero_lambda_terms_are_logged_without_a_backward_pass():

@@ -31,6 +31,7 @@ to XLA.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -162,15 +163,43 @@ def _tap_matmuls(x, kernel, axes, precision):
     return _sum_over_taps(axes, term, (x.shape[0], kernel.shape[-1]))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _matmul_weight_rows(x, w, precision):
+    """``x @ w`` ([P, C] @ [C, M]) whose weight gradient is computed as ``x^T @ g`` ([C, M]).
+
+    Left to JAX's transpose rule, XLA:CPU computed the weight gradient of the col2im product
+    as ``g^T @ x`` ([M, C]): a copy of the large ``g`` (P × M, 13 M floats for the decoders'
+    8×8×256 → 16×16×128 layer at batch 64) before the product, and the swap back to
+    [C, M] recomputed, strided, inside every Adam fusion of the kernel (measured: ~100 ms per
+    fusion for one 5×5×512×256 kernel at batch 64)."""
+    return jnp.dot(x, w, precision=precision)
+
+
+def _matmul_weight_rows_fwd(x, w, precision):
+    return jnp.dot(x, w, precision=precision), (x, w)
+
+
+def _matmul_weight_rows_bwd(precision, residuals, g):
+    x, w = residuals
+    return jnp.dot(g, w.T, precision=precision), jnp.dot(x.T, g, precision=precision)
+
+
+_matmul_weight_rows.defvjp(_matmul_weight_rows_fwd, _matmul_weight_rows_bwd)
+
+
 def _col2im(x, kernel, axes, pads, precision):
     """One matrix product of every input pixel with every tap, z[n, h, w, (a, b)] = x[n, h, w]
     @ kernel[a, b], then each phase the sum of its taps' shifted slices of z (GEMM + col2im).
     The product runs on the unpadded input (a zero pixel's products are zeros, so z is
     padded instead): exactly the K² products per pixel, in one GEMM whose kernel gradient
-    (x^T @ dz) and input gradient (dz @ kernel^T) are single GEMMs too."""
-    k_h, k_w = kernel.shape[:2]
-    z = jnp.einsum("nhwc,abcd->nhwabd", x, kernel, precision=precision)
-    taps = _split_taps(z.reshape(*z.shape[:3], k_h * k_w, z.shape[-1]), k_w, axis=3)
+    (x^T @ dz) and input gradient (dz @ kernel^T) are single GEMMs too; the kernel enters as
+    (c_in, a, b, c_out), so its gradient reaches the HWIO parameter by a copy with
+    c_out-long contiguous runs."""
+    n, h, w, c_in = x.shape
+    k_h, k_w, _, c_out = kernel.shape
+    w2d = kernel.transpose(2, 0, 1, 3).reshape(c_in, k_h * k_w * c_out)
+    z = _matmul_weight_rows(x.reshape(n * h * w, c_in), w2d, precision)
+    taps = _split_taps(z.reshape(n, h, w, k_h * k_w, c_out), k_w, axis=3)
     return _sum_over_taps(
         axes, lambda window, a, b: _pad(taps[a][b], pads)[window], (x.shape[0], kernel.shape[-1])
     )
