@@ -231,6 +231,8 @@ def conv_transpose_2x(
     k5 16×16×128 → 3                7 / 128     17 / 239      2 / 18
     ============================  ===========  ===========  ===========
 
+    (The col2im column predates ``_matmul_weight_rows``, which took the MNIST–SVHN step from
+    3.87 to 3.16 s on 2026-12-01; the table and the thresholds were not measured again.)
     (XLA:CPU's convolution is slow on tiny images with many channels; the per-tap products
     win only while the input is small.) 'auto' takes 'tap_matmul' up to
     ``TAP_MATMUL_MAX_PIXELS`` input pixels (batch × height × width) with at least
