@@ -42,11 +42,39 @@ def test_table_has_one_column_per_run_sections_and_the_best_in_bold():
     assert "| coherence/joint | 0.600 | – |" in lines  # missing in one run
     assert "| retrieval/mAP@all | 0.800 | **0.960** |" in lines
     titles = [i for i, l in enumerate(lines) if l.startswith("| **")]
-    assert [lines[i].split("**")[1] for i in titles] == [t for _, t in compare.SECTIONS]
-    # Only probes, retrieval and coherence are compared; sections are in that order.
+    assert [lines[i].split("**")[1] for i in titles] == [t for _, t in compare.SECTIONS[:3]]
+    # Only probes, retrieval, coherence and distances are compared, in that order.
     assert "classifier/x_acc" not in table and "train/step" not in table
     assert table.index("probe/z_x") < table.index("retrieval/") < table.index("coherence/")
     assert all(l.count("|") == 4 for l in lines)
+
+
+def test_lower_is_better_rows_and_chance_rows():
+    """Distances and leakage checks are won by the lowest value; chance levels by nobody."""
+    table = compare.format_markdown(
+        {
+            "a": {
+                "fd/x": 20.6,
+                "retrieval/R@1_excl_x2y": 0.06,
+                "retrieval/R@1_x2y": 0.9,
+                "retrieval/R@1_chance": 0.03,
+                "probe/azimuth_from_shared": 0.3,
+            },
+            "b": {
+                "fd/x": 14.2,
+                "retrieval/R@1_excl_x2y": 0.04,
+                "retrieval/R@1_x2y": 0.8,
+                "retrieval/R@1_chance": 0.02,
+                "probe/azimuth_from_shared": 0.5,
+            },
+        }
+    )
+    assert "| fd/x | 20.600 | **14.200** |" in table
+    assert "| retrieval/R@1_excl_x2y | 0.060 | **0.040** |" in table
+    assert "| retrieval/R@1_x2y | **0.900** | 0.800 |" in table
+    assert "| retrieval/R@1_chance | 0.030 | 0.020 |" in table
+    assert "| probe/azimuth_from_shared | **0.300** | 0.500 |" in table
+    assert table.index("retrieval/") < table.index("fd/x")  # distances come last
 
 
 def test_table_with_a_single_run_marks_nothing():

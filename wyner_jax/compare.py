@@ -1,5 +1,6 @@
 """Trains several configs (the Variational Wyner model and IIAE) on the same data and budget
-and prints their evaluations side by side: linear probes, retrieval, coherence.
+and prints their evaluations side by side: linear probes, retrieval, coherence, Fréchet
+distances (the best of each row in bold; for distances and leakage checks the lowest).
 
   python -m wyner_jax.compare \
       --configs=configs/digits_add1.py,configs/iiae_digits_add1.py \
@@ -25,13 +26,25 @@ from absl import app, flags, logging
 
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
-# Table sections: (metric-name prefix, title). Every metric here is "higher is better".
+# Table sections: (metric-name prefix, title).
 SECTIONS = (
     ("probe/", "linear probe accuracy"),
     ("retrieval/", "retrieval (x → y)"),
     ("coherence/", "generation coherence"),
+    ("fd/", "Fréchet distance on classifier features (lower is better)"),
 )
 MISSING = "–"
+# Metrics where lower is better: distances, and the checks that a code does NOT carry
+# something (the exclusive codes' cross-domain retrieval, the shared code's azimuth).
+LOWER_IS_BETTER = ("fd/", "retrieval/R@1_excl_", "probe/azimuth_from_shared")
+
+
+def better(metric: str):
+    """``max`` or ``min``: which value of ``metric`` wins the row; None for reference values
+    that no run can win (chance levels)."""
+    if metric.endswith("_chance"):
+        return None
+    return min if metric.startswith(LOWER_IS_BETTER) else max
 
 
 # --------------------------------------------------------------------------- configs
@@ -108,7 +121,8 @@ def format_markdown(
             lines.append(f"| **{label}** |" + " |" * len(names))
             continue
         present = [v for v in values if v is not None]
-        best = max(present) if len(present) > 1 and len(set(present)) > 1 else None
+        pick = better(label)
+        best = pick(present) if pick and len(present) > 1 and len(set(present)) > 1 else None
         cells = [f"**{_fmt(v)}**" if v is not None and v == best else _fmt(v) for v in values]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -207,5 +221,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from wyner_jax import allocator
+
+    allocator.use_caching_allocator()  # before JAX starts: see wyner_jax/allocator.py
     define_flags()
     app.run(main)
