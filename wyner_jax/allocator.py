@@ -10,8 +10,8 @@ MNIST-SVHN: 4.46 s -> 4.02 s per step (benchmarks/README.md). glibc's own knobs 
 threads on one arena: 150 ms). Cloud TPU VM images preload tcmalloc for the same reason.
 
 A library can only replace the allocator of a process before that process starts, so
-``use_caching_allocator()`` — called first thing by ``train.py``, ``eval.py``, the sweep and
-``benchmarks/bench_step.py`` — re-executes the same command once with ``LD_PRELOAD`` set when a
+``use_caching_allocator()`` — called first thing by ``train.py``, ``eval.py``, the sweep, the
+comparison and ``benchmarks/bench_step.py`` — re-executes the same command once with ``LD_PRELOAD`` set when a
 tcmalloc or jemalloc shared library is installed (Debian/Ubuntu: ``apt install
 libtcmalloc-minimal4`` or ``libjemalloc2``). ``WYNER_JAX_ALLOCATOR`` chooses:
 
