@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from wyner_jax.conv2x import Conv2x
+from wyner_jax.spectral_norm import spectral_dense
 from wyner_jax.subpixel import ConvTranspose2x
 
 # Xavier-uniform weights and zero biases for ordinary layers (reference ``weights_init``).
@@ -113,14 +114,14 @@ class Linear(nn.Module):
                 dtype=layer_dtype(),
                 name="dense",
             )(h)
-        layer = nn.Dense(
+        return spectral_dense(
+            h,
             self.features,
-            kernel_init=TORCH_DEFAULT,
+            update_stats=train,
             use_bias=self.use_bias,
+            kernel_init=TORCH_DEFAULT,
             dtype=layer_dtype(),
-            name="dense",
         )
-        return nn.SpectralNorm(layer, name="sn")(h, update_stats=train)
 
 
 def batch_norm(train: bool, momentum: float = BN_MOMENTUM, epsilon: float = BN_EPSILON, name=None):
