@@ -91,7 +91,10 @@ def benchmark(
         dataset = shapes_dataset(config.data, B, config.seed)
     model = build_model(config, dataset)
     state = trainer.create_state(model, config, dataset, mesh)
-    step_fn = parallel.compile_train_step(faults.guard_nonfinite(model.train_step), mesh)
+    # The step train.py runs: with on_nonfinite='skip' it also keeps or discards each update.
+    step_fn = parallel.compile_train_step(
+        faults.train_step_for(model, config.train.on_nonfinite), mesh
+    )
 
     t0 = time.perf_counter()
     host_batch = dataset.train_batch(0, B, config.seed)
@@ -121,7 +124,7 @@ def benchmark(
         bad = faults.nonfinite_terms(jax.device_get(metrics))
         raise FloatingPointError(
             f"The timed step produced non-finite loss terms ({', '.join(bad)}); the timing "
-            "is of a step whose update was discarded. Check the config's learning rates."
+            "is not that of a healthy step. Check the config's learning rates."
         )
     median = statistics.median(times)
     record = {
@@ -133,6 +136,7 @@ def benchmark(
         "y_shape": list(dataset.y_shape),
         **device_info(),
         "batch": B,
+        "on_nonfinite": config.train.on_nonfinite,
         "steps": steps,
         "warmup": warmup,
         "compile_s": round(compile_s, 3),

@@ -9,13 +9,15 @@ import time
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tests.test_end_to_end import ROOT, TINY
 from tests.test_wyner_model import small_config
-from wyner_jax import data, trainer
+from wyner_jax import data, faults, trainer
 from wyner_jax.checkpointing import Checkpointer
+from wyner_jax.models.base import build_model
 
 
 class PoisonedDataset:
@@ -55,6 +57,68 @@ def test_nan_batch_stops_with_step_and_term_and_keeps_the_last_good_checkpoint(t
     ck = Checkpointer(str(tmp_path / "checkpoints"))
     assert ck.all_steps() == [2]
     ck.close()
+
+
+class NaNParamsModel:
+    """The real model, but the update of step ``bad_step`` writes NaN into the generator's
+    parameters while its loss terms (computed before the update) stay finite: a non-finite
+    gradient the per-step flag cannot see."""
+
+    def __init__(self, base, bad_step):
+        self.base, self.bad_step = base, bad_step
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def train_step(self, state, batch):
+        new, metrics = self.base.train_step(state, batch)
+        poison = jnp.where(state.step == self.bad_step, jnp.nan, 0.0)
+        params = jax.tree_util.tree_map(lambda p: p + poison, new.gen_params)
+        return new.replace(gen_params=params), metrics
+
+
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_a_nonfinite_state_behind_finite_losses_is_never_saved(tmp_path, on_nonfinite):
+    config = tiny(6, on_nonfinite=on_nonfinite, log_every=1, checkpoint_every=1)
+    dataset = data.build(config.data)
+    model = NaNParamsModel(build_model(config, dataset), bad_step=2)  # the 3rd update
+    with pytest.raises(FloatingPointError, match=r"NaN/Inf at step 3 .*non-finite gradient"):
+        trainer.train(config, str(tmp_path), dataset=dataset, model=model)
+    ck = Checkpointer(str(tmp_path / "checkpoints"))
+    assert ck.all_steps() == [1, 2]
+    ck.close()
+
+
+def test_stop_applies_the_update_and_skip_discards_it():
+    """Closed form on a one-parameter state: w ← w − 1, and the loss term is 1/w (Inf at 0)."""
+
+    @chex.dataclass
+    class State:
+        step: jax.Array
+        w: jax.Array
+
+    def train_step(state, batch):
+        return State(step=state.step + 1, w=state.w - 1.0), {"loss": 1.0 / state.w}
+
+    class Toy:
+        pass
+
+    toy = Toy()
+    toy.train_step = train_step
+    start = State(step=jnp.asarray(0), w=jnp.asarray(0.0))
+    stop_state, m, finite = jax.jit(faults.train_step_for(toy, "stop"))(start, None)
+    assert not bool(finite) and float(stop_state.w) == -1.0 and int(stop_state.step) == 1
+    skip_state, m, finite = jax.jit(faults.train_step_for(toy, "skip"))(start, None)
+    assert not bool(finite) and float(skip_state.w) == 0.0 and int(skip_state.step) == 1
+    ok_state, m, finite = jax.jit(faults.train_step_for(toy, "skip"))(
+        State(step=jnp.asarray(0), w=jnp.asarray(2.0)), None
+    )
+    assert bool(finite) and float(ok_state.w) == 1.0 and float(m["loss"]) == 0.5
+    assert bool(faults.state_is_finite(ok_state))
+    assert not bool(faults.state_is_finite({"a": jnp.ones(3), "b": jnp.asarray([1.0, jnp.inf])}))
+    assert bool(faults.state_is_finite({"n": jnp.arange(3)}))  # integer leaves are ignored
+    with pytest.raises(ValueError, match="'stop' or 'skip'"):
+        faults.train_step_for(toy, "ignore")
 
 
 def test_nan_batch_is_skipped_and_counted_when_configured(tmp_path):

@@ -111,9 +111,17 @@ def nonfinite_error(step: int, metrics: dict[str, float]) -> FloatingPointError:
     bad = faults.nonfinite_terms(metrics)
     return FloatingPointError(
         f"Non-finite loss at step {step}: {', '.join(f'{k}={metrics[k]}' for k in bad)}. "
-        "That update was discarded and nothing after it was saved; the latest checkpoint is "
+        "Training stopped and nothing after that step was saved; the latest checkpoint is "
         "the last good state. Lower the learning rates, check the input data for NaN/Inf, or "
         "set --config.train.on_nonfinite=skip to skip such batches."
+    )
+
+
+def nonfinite_state_error(step: int) -> FloatingPointError:
+    return FloatingPointError(
+        f"The training state holds NaN/Inf at step {step} although every loss term was "
+        "finite: a non-finite gradient. It was not saved; the latest checkpoint is the last "
+        "good state. Lower the learning rates or set --config.optim.clip_grad_norm."
     )
 
 
@@ -157,7 +165,9 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     start = int(jax.device_get(state.step))
     total = int(config.train.num_steps)
 
-    step_fn = parallel.compile_train_step(faults.guard_nonfinite(model.train_step), mesh)
+    step_fn = parallel.compile_train_step(
+        faults.train_step_for(model, config.train.on_nonfinite), mesh
+    )
     writer = MetricsWriter(workdir, enabled=is_chief)
     progress = Progress(start, total)
     B, seed = config.train.batch_size, config.seed
@@ -211,6 +221,8 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                     runner.log_image_grids(
                         model, parallel.local_copy(state), dataset, config, writer, done
                     )
+                if save and not bool(faults.state_is_finite(state)):
+                    raise nonfinite_state_error(done)
                 if save:
                     ckpt.save(done, state, force=True, extra={"skipped_updates": skipped})
                 if stop is not None:
