@@ -276,7 +276,9 @@ def test_conv32_networks_are_the_reference_family(tfds_dir, tmp_path):
     assert "BatchNorm_3" in g["F_x"]  # the encoders have BN on all four
     assert kernels(d["E_j"]) == [(32, 512)] and kernels(d["E_cx2y"]) == [(24, 512)]
     assert kernels(d["E_var_ci"]) == [(16, 512)]
-    assert kernels(d["H_j"]) == [(2048 + 512, 512), (512, 1)]
+    # H_j's first kernel, [2048 + 512, 512] in the reference, is kept as its two blocks.
+    assert d["H_j"]["kernel_h"].shape == (2048, 512) and d["H_j"]["kernel_e"].shape == (512, 512)
+    assert kernels(d["H_j"]) == [(512, 1)]
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -8,7 +8,7 @@ import pytest
 
 from configs import digits_add1, gaussian
 from tests.test_subpixel import count_dots
-from wyner_jax import data, parallel
+from wyner_jax import data, nets, parallel
 from wyner_jax.models import wyner
 from wyner_jax.models.base import build_model
 
@@ -192,3 +192,51 @@ def test_zero_lambda_terms_are_logged_without_a_backward_pass():
     # (input gradients of both layers) in the G step, plus E_var_ci's input gradient. Those
     # are exactly the ones gone; the D step trains the estimator either way.
     assert count_dots(small) - count_dots(zero) == 3
+
+
+def test_ratio_head_equals_the_reference_mlp_on_the_concatenated_input():
+    """RatioHead (first kernel in two blocks, h·W_h shared by the embeddings) against
+    nets.MLP, the reference get_fc, on [h, e] with the blocks stacked into one kernel:
+    outputs and gradients (parameters and inputs) agree, for one and for two embeddings."""
+    kh, ke1, ke2, kinit = jax.random.split(jax.random.PRNGKey(3), 4)
+    h = jax.random.normal(kh, (6, 10))
+    es = (jax.random.normal(ke1, (6, 4)), jax.random.normal(ke2, (6, 4)))
+    head = wyner.RatioHead(width=8, layers=2, negative_slope=0.2)
+    params = head.init(kinit, h, es, train=True)["params"]
+    mlp = nets.MLP(hidden=(8, 8), features=1, negative_slope=0.2)
+
+    def as_mlp(p):
+        return {
+            "Dense_0": {
+                "kernel": jnp.concatenate([p["kernel_h"], p["kernel_e"]]),
+                "bias": p["bias"],
+            },
+            "Dense_1": p["rest"]["Dense_0"],
+            "Linear_0": p["rest"]["Linear_0"],
+        }
+
+    def ours(p, h, es):
+        return jnp.stack(head.apply({"params": p}, h, es, train=True))
+
+    def reference(p, h, es):
+        rows = [jnp.concatenate([h, e], -1) for e in es]
+        return jnp.stack([mlp.apply({"params": as_mlp(p)}, r, train=True)[:, 0] for r in rows])
+
+    for n in (1, 2):
+        np.testing.assert_allclose(ours(params, h, es[:n]), reference(params, h, es[:n]), rtol=1e-5)
+        weights = jnp.arange(1.0, 6 * n + 1).reshape(n, 6)
+        loss = lambda f: lambda p, h, es: jnp.sum(jnp.tanh(f(p, h, es)) * weights)  # noqa
+        g0 = jax.grad(loss(ours), argnums=(0, 1, 2))(params, h, es[:n])
+        g1 = jax.grad(loss(reference), argnums=(0, 1, 2))(params, h, es[:n])
+        chex.assert_trees_all_close(g0, g1, rtol=1e-5, atol=1e-6)
+
+
+def test_ratio_head_blocks_are_drawn_with_the_whole_kernels_xavier_bound():
+    params = wyner.RatioHead(width=64, layers=1, negative_slope=0.2).init(
+        jax.random.PRNGKey(0), jnp.ones((2, 300)), (jnp.ones((2, 100)),), train=True
+    )["params"]
+    bound = np.sqrt(6.0 / (300 + 100 + 64))  # xavier_uniform of the [400, 64] kernel
+    for name in ("kernel_h", "kernel_e"):
+        w = np.asarray(params[name])
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.98 * bound
+        np.testing.assert_allclose(w.std(), bound / np.sqrt(3), rtol=0.05)  # U(±b): b/√3

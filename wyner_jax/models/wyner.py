@@ -521,6 +521,62 @@ class WynerGenerator(nn.Module):
 # --------------------------------------------------------------------------- discriminator
 
 
+def xavier_block(fan_in: int):
+    """Xavier-uniform init for a block of rows of an [fan_in, width] kernel: the bound
+    √(6/(fan_in + width)) of the whole kernel, so a kernel kept in blocks is drawn from the
+    same distribution as the reference's single one."""
+
+    def init(key, shape, dtype=jnp.float32):
+        bound = np.sqrt(6.0 / (fan_in + shape[-1]))
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class RatioHead(nn.Module):
+    """H_k: the density-ratio head on [D_F(x, y), E_k(latent)] (§2.1), the reference's
+    ``get_fc`` with ``layers`` hidden layers and a scalar output.
+
+    The first layer's kernel is kept in two blocks, W_h for the D_F features and W_e for the
+    latent embedding, [h, e]·W = h·W_h + e·W_e: one call takes several embeddings that share
+    h (the CI estimators' P = (h, z) and Q = (h, shuffled z), §2.2) and computes h·W_h once for
+    all of them, and once its cotangent in the backward pass. The head has no BatchNorm, so
+    each output is exactly that of a separate call. (Slicing one [d_h + d_e, width] kernel
+    instead costs XLA:CPU a copy of each block per call and a padded gradient: as much time as
+    the product saved.)
+    """
+
+    width: int
+    layers: int
+    negative_slope: float
+
+    @nn.compact
+    def __call__(self, h, es: tuple, train: bool) -> tuple:
+        """T_k on the rows [h, e] for each e in ``es``: a tuple of [batch] logits."""
+        width = self.width if self.layers else 1
+        init = xavier_block(h.shape[-1] + es[0].shape[-1])
+        w_h = self.param("kernel_h", init, (h.shape[-1], width))
+        w_e = self.param("kernel_e", init, (es[0].shape[-1], width))
+        bias = self.param("bias", nn.initializers.zeros, (width,))
+        h, w_h, w_e, bias = nn.dtypes.promote_dtype(h, w_h, w_e, bias, dtype=nets.layer_dtype())
+        common = h @ w_h + bias
+        rest = None
+        if self.layers:
+            rest = nets.MLP(
+                hidden=(self.width,) * (self.layers - 1),
+                features=1,
+                negative_slope=self.negative_slope,
+                name="rest",
+            )
+        out = []
+        for e in es:
+            t = common + e.astype(w_e.dtype) @ w_e
+            if rest is not None:
+                t = rest(nn.leaky_relu(t, self.negative_slope), train)
+            out.append(t[:, 0])
+        return tuple(out)
+
+
 class WynerDiscriminator(nn.Module):
     """Every density-ratio estimator: shared D_F(x, y), per-key latent embedder E_k and head H_k
     on [D_F, E_k(latent)], and latent-only MLPs for the agg terms (§2.1).
@@ -541,13 +597,7 @@ class WynerDiscriminator(nn.Module):
         keys = self.terms.pairs + self.terms.ci
         self.E = {k: nets.Linear(a.head_hidden, spectral_norm=a.sn, name=f"E_{k}") for k in keys}
         self.H = {
-            k: nets.MLP(
-                hidden=(a.head_hidden,) * a.head_layers,
-                features=1,
-                negative_slope=a.disc_slope,
-                name=f"H_{k}",
-            )
-            for k in keys
+            k: RatioHead(a.head_hidden, a.head_layers, a.disc_slope, name=f"H_{k}") for k in keys
         }
         self.A = {
             k: nets.MLP(
@@ -561,9 +611,11 @@ class WynerDiscriminator(nn.Module):
             return value
         return value + sigma * jax.random.normal(self.make_rng("noise"), value.shape, value.dtype)
 
+    def embed_latent(self, key, latent, train):
+        return nn.leaky_relu(self.E[key](latent, train), self.arch.disc_slope)
+
     def ratio(self, key, h, latent, train):
-        e = nn.leaky_relu(self.E[key](latent, train), self.arch.disc_slope)
-        return self.H[key](jnp.concatenate([h, e], axis=-1), train)[:, 0]
+        return self.H[key](h, (self.embed_latent(key, latent, train),), train)[0]
 
     def latents(self, sample, which: str, noise: bool):
         sigma = {"z": self.sigma_z, "u": self.sigma_uv, "v": self.sigma_uv}
@@ -598,10 +650,10 @@ class WynerDiscriminator(nn.Module):
             hk = jax.lax.stop_gradient(h[name]) if detach_ci_features else h[name]
             z = samples[name]["z"]
             z_shuffled = losses.shuffle_latent(z, self.make_rng("permute"))
-            logits[k] = (
-                self.ratio(k, hk, self.noisy(z, self.sigma_z, noise), train),
-                self.ratio(k, hk, self.noisy(z_shuffled, self.sigma_z, noise), train),
-            )
+            # P = (h, z) and Q = (h, shuffled z) share h: one H_k call computes h·W_h once.
+            e_p = self.embed_latent(k, self.noisy(z, self.sigma_z, noise), train)
+            e_q = self.embed_latent(k, self.noisy(z_shuffled, self.sigma_z, noise), train)
+            logits[k] = self.H[k](hk, (e_p, e_q), train)
         for k in t.agg:
             p, q = AGG[k]
             lat = samples["latents"]
