@@ -34,18 +34,13 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def keep_if(ok, new, old):
-    """``new`` where ``ok`` else ``old``, leaf by leaf (``ok`` is a traced boolean scalar)."""
-    return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
-
-
 def guard_nonfinite(train_step):
     """``train_step(state, batch) -> (state, metrics)`` ⟶ ``(state, metrics, finite)``."""
 
     def guarded(state, batch):
         new_state, metrics = train_step(state, batch)
         finite = all_finite(metrics)
-        kept = keep_if(finite, new_state, state)
+        kept = jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new_state, state)
         return kept.replace(step=new_state.step), metrics, finite
 
     return guarded

@@ -7,7 +7,7 @@ kernel, W/σ, before the product. ``spectral_dense`` applies the scalar 1/σ to 
 instead, (x·W)/σ, which is the same function, and cheaper:
 
 * the rescaled [in, out] kernel is not written out at every call (for the 1024×1024 first
-  layer of the Sketchy discriminator, 4 MB per call, four calls per D step), and
+  layer of the Sketchy discriminator, 4 MB per call, one call per sample set), and
 * the gradient's σ term is the reduction ⟨∂L/∂y, x·W⟩ over the [batch, out] product, where
   differentiating W/σ reduces the [in, out] kernel gradient against the kernel, ⟨xᵀ·∂L/∂y, W⟩,
   once per call.

@@ -121,7 +121,8 @@ def nonfinite_state_error(step: int) -> FloatingPointError:
     return FloatingPointError(
         f"The training state holds NaN/Inf at step {step} although every loss term was "
         "finite: a non-finite gradient. It was not saved; the latest checkpoint is the last "
-        "good state. Lower the learning rates or set --config.optim.clip_grad_norm."
+        "good state. Lower the learning rates (--config.optim.clip_grad_norm bounds large "
+        "but finite gradients)."
     )
 
 
