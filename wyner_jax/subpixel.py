@@ -20,7 +20,7 @@ phase kernels side by side in a [T, T, C_in, 4·C_out] kernel ('phase_conv'), or
 product per kernel tap, (shifted x) @ k[a, b], summed per phase ('tap_matmul': exactly the K²
 products, no zero taps), or as one matrix product of every input pixel with every tap and
 the phases as sums of shifted slices of it ('col2im'); ``conv_transpose_2x`` has the measured
-comparison and picks one per layer. ``ConvTranspose2x``
+comparison and uses col2im on CPU. ``ConvTranspose2x``
 keeps the usual [K, K, C_in, C_out] parameter, so parameters, initialisation and results are
 those of ``flax.linen.ConvTranspose(strides=(2, 2), transpose_kernel=False)``.
 
@@ -60,14 +60,6 @@ def phase_taps(kernel_size: int, lo: int) -> tuple[np.ndarray, np.ndarray, int]:
     p = np.arange(2)[None, :]
     a = 2 * (d_min + t) - p + lo
     return a, (a >= 0) & (a < kernel_size), d_min
-
-
-# ``conv_transpose_2x``'s 'auto' choice on CPU: one matrix product per tap ('tap_matmul')
-# for at most this many input pixels (batch × height × width) and at least this many output
-# channels, else one GEMM + col2im. Both measured faster than 'phase_conv' on the dev CPU
-# (the table in conv_transpose_2x).
-TAP_MATMUL_MAX_PIXELS = 256
-TAP_MATMUL_MIN_FEATURES = 16
 
 
 def _phase_geometry(x_shape, kernel_shape, padding):
@@ -213,39 +205,33 @@ def conv_transpose_2x(
 
     ``form``: 'phase_conv' (one stride-1 conv with the four phase kernels side by side),
     'tap_matmul' (one matrix product per kernel tap, summed per phase), 'col2im' (one matrix
-    product with every tap, then the phases as sums of shifted slices) or 'auto'. Measured on
-    the dev CPU (2 cores, 2026-11-22), forward + kernel and input gradients + an AMSGrad
-    update of the kernel, ms at batch 8 / 64 (k4 'SAME' unless noted; k5 pads (2, 3) as the
-    Wyner decoders):
+    product with every tap, then the phases as sums of shifted slices) or 'auto': 'col2im' on
+    CPU, 'phase_conv' on accelerators (not measured there). Measured on the dev CPU (2 cores,
+    tcmalloc, 2026-12-02), forward + kernel and input gradients + an AMSGrad update of the
+    kernel, ms at batch 8 / 64 (k5 pads (2, 3) as the Wyner decoders, k4 'SAME'):
 
-    ============================  ===========  ===========  ===========
-    layer                         phase_conv   tap_matmul   col2im
-    ============================  ===========  ===========  ===========
-    1×1×512 → 512                 199 / 495     45 / 44      42 / 49
-    2×2×512 → 256                1006 / 7886    13 / 41      25 / 42
-    8×8×128 → 64                   14 / 85       7 / 60       7 / 37
-    64×64×128 → 64               1246 / 12944  579 / 5117   463 / 3880
-    16×16×64 → 3                    5 / 68       6 / 80       8 / 8
-    k5 4×4×512 → 256              132 / 478     61 / 227    108 / 226
-    k5 8×8×256 → 128               48 / 411     30 / 239     37 / 245
-    k5 16×16×128 → 3                7 / 128     17 / 239      2 / 18
-    ============================  ===========  ===========  ===========
+    ============================  ===========  ===========
+    layer                         tap_matmul   col2im
+    ============================  ===========  ===========
+    k5 4×4×512 → 256               19 / 82      14 / 64
+    k5 8×8×256 → 128               13 / 94       9 / 59
+    k5 16×16×128 → 3               10 / 84       1 / 6
+    k4 1×1×512 → 512               11 / 14      10 / 16
+    k4 2×2×512 → 256                7 / 18       5 / 13
+    k4 8×8×128 → 64                 3 / 22       2 / 10
+    k4 16×16×64 → 3                 4 / 29       1 / 3
+    ============================  ===========  ===========
 
-    (The col2im column predates ``_matmul_weight_rows``, which took the MNIST–SVHN step from
-    3.87 to 3.16 s on 2026-12-01; the table and the thresholds were not measured again.)
-    (XLA:CPU's convolution is slow on tiny images with many channels; the per-tap products
-    win only while the input is small.) 'auto' takes 'tap_matmul' up to
-    ``TAP_MATMUL_MAX_PIXELS`` input pixels (batch × height × width) with at least
-    ``TAP_MATMUL_MIN_FEATURES`` output channels, else 'col2im', on CPU; 'phase_conv' on
-    accelerators (not measured there).
+    col2im's kernel gradient is x^T @ dz (``_matmul_weight_rows``); before that VJP the
+    per-tap products won on small inputs and 'auto' chose them up to 256 input pixels.
+    'phase_conv' (XLA:CPU's convolution) measured far slower on tiny images with many channels
+    (2026-11-22: k4 2×2×512 → 256 took 1,006 / 7,886 ms against 13 / 41 ms per tap).
     """
     axes, pads = _phase_geometry(x.shape, kernel.shape, padding)
     if form == "auto" and jax.default_backend() != "cpu":
         form = "phase_conv"  # the forms below were tuned on XLA:CPU; not measured elsewhere
     if form == "auto":
-        pixels = x.shape[0] * x.shape[1] * x.shape[2]
-        small = pixels <= TAP_MATMUL_MAX_PIXELS and kernel.shape[-1] >= TAP_MATMUL_MIN_FEATURES
-        form = "tap_matmul" if small else "col2im"
+        form = "col2im"
     forms = {"phase_conv": _phase_conv, "tap_matmul": _tap_matmuls, "col2im": _col2im}
     if form not in forms:
         raise ValueError(f"form must be 'auto' or one of {sorted(forms)}, got {form!r}.")
