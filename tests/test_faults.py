@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import chex
 import jax
@@ -100,11 +101,7 @@ def test_stop_applies_the_update_and_skip_discards_it():
     def train_step(state, batch):
         return State(step=state.step + 1, w=state.w - 1.0), {"loss": 1.0 / state.w}
 
-    class Toy:
-        pass
-
-    toy = Toy()
-    toy.train_step = train_step
+    toy = types.SimpleNamespace(train_step=train_step)
     start = State(step=jnp.asarray(0), w=jnp.asarray(0.0))
     stop_state, m, finite = jax.jit(faults.train_step_for(toy, "stop"))(start, None)
     assert not bool(finite) and float(stop_state.w) == -1.0 and int(stop_state.step) == 1
