@@ -228,10 +228,8 @@ def conv_transpose_2x(
     (2026-11-22: k4 2×2×512 → 256 took 1,006 / 7,886 ms against 13 / 41 ms per tap).
     """
     axes, pads = _phase_geometry(x.shape, kernel.shape, padding)
-    if form == "auto" and jax.default_backend() != "cpu":
-        form = "phase_conv"  # the forms below were tuned on XLA:CPU; not measured elsewhere
-    if form == "auto":
-        form = "col2im"
+    if form == "auto":  # tuned on XLA:CPU; not measured elsewhere
+        form = "col2im" if jax.default_backend() == "cpu" else "phase_conv"
     forms = {"phase_conv": _phase_conv, "tap_matmul": _tap_matmuls, "col2im": _col2im}
     if form not in forms:
         raise ValueError(f"form must be 'auto' or one of {sorted(forms)}, got {form!r}.")
