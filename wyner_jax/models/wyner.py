@@ -30,6 +30,7 @@ from absl import logging
 from flax import struct
 
 from wyner_jax import losses, nets, text_nets
+from wyner_jax.instance_noise import Noisy, perturb
 
 # Which sample set and which latents each distribution-matching estimator sees (§2.2).
 # P is the first argument: T_k ≈ log P/Q.
@@ -606,61 +607,69 @@ class WynerDiscriminator(nn.Module):
             for k in self.terms.agg
         }
 
-    def noisy(self, value, sigma, on: bool):
-        if not on or not jnp.issubdtype(value.dtype, jnp.floating):  # token ids: none (§4.2)
-            return value
-        return value + sigma * jax.random.normal(self.make_rng("noise"), value.shape, value.dtype)
-
     def embed_latent(self, key, latent, train):
         return nn.leaky_relu(self.E[key](latent, train), self.arch.disc_slope)
 
     def ratio(self, key, h, latent, train):
         return self.H[key](h, (self.embed_latent(key, latent, train),), train)[0]
 
-    def latents(self, sample, which: str, noise: bool):
-        sigma = {"z": self.sigma_z, "u": self.sigma_uv, "v": self.sigma_uv}
-        return jnp.concatenate([self.noisy(sample[c], sigma[c], noise) for c in which], -1)
-
     def __call__(
         self, samples, sigma_x, sigma_y, *, train: bool, noise: bool, detach_ci_features: bool
     ):
         """Returns {key: (T_k on P-samples, T_k on Q-samples)} for every active estimator."""
         t = self.terms
-        sets = {s for k in t.pairs for s, _ in PAIRS[k]} | {CI[k] for k in t.ci}
+        sets = sorted({s for k in t.pairs for s, _ in PAIRS[k]} | {CI[k] for k in t.ci})
+        sigma = dict(x=sigma_x, y=sigma_y, z=self.sigma_z, u=self.sigma_uv, v=self.sigma_uv)
+
+        def latent(sample, which: str):
+            return tuple(Noisy(sample[c], sigma[c]) for c in which)
+
+        z_shuffled = {
+            k: losses.shuffle_latent(samples[CI[k]]["z"], self.make_rng("permute")) for k in t.ci
+        }
+        # Every input of this call, each perturbed with its own draw (one normal draw for all).
+        inputs = perturb(
+            self.make_rng("noise") if noise else None,
+            {
+                "xy": {n: latent(samples[n], "xy") for n in sets},
+                "pairs": {k: tuple(latent(samples[s], c) for s, c in PAIRS[k]) for k in t.pairs},
+                "ci": {
+                    k: (
+                        Noisy(samples[CI[k]]["z"], self.sigma_z),
+                        Noisy(z_shuffled[k], self.sigma_z),
+                    )
+                    for k in t.ci
+                },
+                "agg": {
+                    k: tuple(Noisy(samples["latents"][c], self.sigma_z) for c in AGG[k])
+                    for k in t.agg
+                },
+            },
+        )
         # D_F is applied separately to each sample set, so BatchNorm statistics are per set.
         h = {}
-        for name in sorted(sets):
-            s = samples[name]
-            pair = self.arch.pair(
-                self.noisy(s["x"], sigma_x, noise), self.noisy(s["y"], sigma_y, noise)
-            )
+        for name in sets:
             # The caption D_F also perturbs its word embeddings when noise is on (§4.2).
             extra = {"noise": noise} if self.arch.sentence else {}
-            h[name] = self.D_F(pair, train, **extra)
+            h[name] = self.D_F(self.arch.pair(*inputs["xy"][name]), train, **extra)
         logits = {}
         for k in t.pairs:
-            (p, p_lat), (q, q_lat) = PAIRS[k]
-            logits[k] = (
-                self.ratio(k, h[p], self.latents(samples[p], p_lat, noise), train),
-                self.ratio(k, h[q], self.latents(samples[q], q_lat, noise), train),
+            logits[k] = tuple(
+                self.ratio(k, h[s], jnp.concatenate(lat, -1), train)
+                for (s, _), lat in zip(PAIRS[k], inputs["pairs"][k])
             )
         for k in t.ci:
-            name = CI[k]
             # The CI heads train on detached shared features in the D step (§2.2).
-            hk = jax.lax.stop_gradient(h[name]) if detach_ci_features else h[name]
-            z = samples[name]["z"]
-            z_shuffled = losses.shuffle_latent(z, self.make_rng("permute"))
+            hk = h[CI[k]]
+            hk = jax.lax.stop_gradient(hk) if detach_ci_features else hk
             # P = (h, z) and Q = (h, shuffled z) share h: one H_k call computes h·W_h once.
-            e_p = self.embed_latent(k, self.noisy(z, self.sigma_z, noise), train)
-            e_q = self.embed_latent(k, self.noisy(z_shuffled, self.sigma_z, noise), train)
-            logits[k] = self.H[k](hk, (e_p, e_q), train)
-        for k in t.agg:
-            p, q = AGG[k]
-            lat = samples["latents"]
-            logits[k] = (
-                self.A[k](self.noisy(lat[p], self.sigma_z, noise), train)[:, 0],
-                self.A[k](self.noisy(lat[q], self.sigma_z, noise), train)[:, 0],
+            z, zs = inputs["ci"][k]
+            logits[k] = self.H[k](
+                hk, (self.embed_latent(k, z, train), self.embed_latent(k, zs, train)), train
             )
+        for k in t.agg:
+            p, q = inputs["agg"][k]
+            logits[k] = (self.A[k](p, train)[:, 0], self.A[k](q, train)[:, 0])
         return logits
 
 
