@@ -81,7 +81,9 @@ def check_step_record(rec, batch):
     assert rec["compile_s"] > 0
     assert 0 < rec["step_ms_min"] <= rec["step_ms_median"] <= rec["step_ms_max"]
     assert rec["examples_per_s"] == pytest.approx(batch / rec["step_ms_median"] * 1e3, rel=1e-3)
-    assert rec["flops_per_step"] >= rec["flops_per_device_step"] > 0
+    # Not flops_per_step >= flops_per_device_step: the compiled (per-device) count is taken
+    # after fusion, and XLA counts a producer fused into a slicing consumer at its full shape.
+    assert rec["flops_per_step"] > 0 and rec["flops_per_device_step"] > 0
     assert rec["gflops_per_s"] == pytest.approx(
         rec["flops_per_step"] / rec["step_ms_median"] / 1e6, rel=1e-2
     )

@@ -10,6 +10,7 @@ collectives. The same config therefore gives the same parameters on 1 or N devic
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Callable
 
@@ -118,8 +119,39 @@ def local_copy(tree):
     return jax.tree_util.tree_map(one, tree)
 
 
+# XLA:CPU compile options of the train step. The state is donated, so every updated
+# parameter and optimiser slot is written into its input's buffer. XLA:CPU's default copy
+# insertion cannot tell that all reads of the old value come before that write and copies
+# the input first (123 copies of parameters and Adam moments per Sketchy step, at the start
+# of the step); its region analysis can, and leaves none. Same program otherwise: the
+# results are bit-identical (tests/test_parallel_step.py), Sketchy steps 7–9 % faster
+# (benchmarks/README.md).
+CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+@functools.cache
+def cpu_compiler_options() -> dict | None:
+    """``CPU_COMPILER_OPTIONS`` if this jaxlib has them, else None (they are XLA debug
+    options, which another jaxlib may rename or drop: the step then compiles without)."""
+    try:
+        jax.jit(lambda v: v + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(
+            np.float32(0)
+        ).compile()
+    except Exception as e:  # jaxlib reports an unknown option as a runtime error
+        logging.warning("Compiling without %s: %s", CPU_COMPILER_OPTIONS, e)
+        return None
+    return CPU_COMPILER_OPTIONS
+
+
 def compile_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
     """``jit(step_fn)`` with the state replicated and donated, the batch sharded, and every
-    output (state, metrics, flags) replicated."""
+    output (state, metrics, flags) replicated; on CPU with ``cpu_compiler_options()``."""
     rep, sharded = replicated(mesh), batch_sharded(mesh)
-    return jax.jit(step_fn, in_shardings=(rep, sharded), out_shardings=rep, donate_argnums=(0,))
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    return jax.jit(
+        step_fn,
+        in_shardings=(rep, sharded),
+        out_shardings=rep,
+        donate_argnums=(0,),
+        compiler_options=cpu_compiler_options() if on_cpu else None,
+    )
