@@ -124,7 +124,7 @@ def local_copy(tree):
 # insertion cannot tell that all reads of the old value come before that write and copies
 # the input first (123 copies of parameters and Adam moments per Sketchy step, at the start
 # of the step); its region analysis can, and leaves none. Same program otherwise: the
-# results are bit-identical (tests/test_parallel_step.py), Sketchy steps 7–9 % faster
+# results are bit-identical (tests/test_compilation.py), Sketchy steps 7–9 % faster
 # (benchmarks/README.md).
 CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
 
