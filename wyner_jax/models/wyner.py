@@ -583,8 +583,9 @@ class WynerDiscriminator(nn.Module):
     on [D_F, E_k(latent)], and latent-only MLPs for the agg terms (§2.1).
 
     Instance noise (§1.2) is added to everything the discriminator sees: x and y (scaled per
-    feature when configured), z, and u/v, with a fresh draw from the 'noise' RNG stream each
-    time; the CI product samples use the 'permute' stream.
+    feature when configured), z, and u/v, each input of each call with its own draw (all of a
+    call's drawn at once from the 'noise' RNG stream, ``instance_noise.perturb``); the CI
+    product samples use the 'permute' stream.
     """
 
     arch: Arch
