@@ -4,10 +4,11 @@ x ↦ x + σ·ε with ε ~ N(0, I), with a fresh ε for each input of each call.
 ``perturb`` takes a whole call's inputs at once, as a pytree whose leaves are ``Noisy(value,
 sigma)``, and draws all their ε with one ``jax.random.normal`` of the total size, cut into
 consecutive slices. The entries of one normal draw are independent, so this is the same
-distribution as one draw per input. It is cheaper: XLA:CPU lowers each threefry call to its
-own rolled loop whose per-iteration cost does not depend on the size, and a Sketchy
-discriminator call perturbs about forty inputs (x and y of four sample sets, the latents of
-every estimator), most of them 64 × 64.
+distribution as one draw per input, with less work: a Sketchy discriminator call perturbs
+about forty inputs (x and y of four sample sets, the latents of every estimator), most of
+them 64 × 64, and XLA:CPU runs each threefry call as its own rolled loop (82 loops per
+Sketchy step became 16, ~9 ms less CPU time; the step's wall time did not change measurably,
+those loops ran beside other work); on an accelerator, forty small kernels become one.
 """
 
 from __future__ import annotations

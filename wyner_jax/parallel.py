@@ -137,7 +137,7 @@ def cpu_compiler_options() -> dict | None:
         jax.jit(lambda v: v + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(
             np.float32(0)
         ).compile()
-    except Exception as e:  # jaxlib reports an unknown option as a runtime error
+    except jax.errors.JaxRuntimeError as e:  # "No such compile option: ..."
         logging.warning("Compiling without %s: %s", CPU_COMPILER_OPTIONS, e)
         return None
     return CPU_COMPILER_OPTIONS
