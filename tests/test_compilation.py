@@ -157,3 +157,13 @@ def test_cpu_compile_options_change_buffers_not_results():
     # this fails: then CPU_COMPILER_OPTIONS may no longer be needed; measure and decide.)
     assert input_copies(plain_hlo) > 0, "XLA:CPU's default copy insertion no longer copies"
     assert input_copies(hlo) == 0
+
+
+def test_an_option_this_jaxlib_lacks_is_dropped_not_fatal(monkeypatch):
+    """Another jaxlib may drop the XLA:CPU option: the step then compiles without it."""
+    monkeypatch.setattr(parallel, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option": True})
+    parallel.cpu_compiler_options.cache_clear()
+    try:
+        assert parallel.cpu_compiler_options() is None
+    finally:
+        parallel.cpu_compiler_options.cache_clear()
