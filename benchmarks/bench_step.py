@@ -49,6 +49,11 @@ config_flags.DEFINE_config_file(
 flags.DEFINE_integer("batch", None, "Global batch size (default: config.train.batch_size).")
 flags.DEFINE_integer("steps", 20, "Timed steps (after the warm-up).")
 flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+flags.DEFINE_integer(
+    "steps_per_call",
+    None,
+    "Steps per compiled call, one lax.scan (default: config.train.steps_per_call).",
+)
 flags.DEFINE_enum(
     "data",
     "real",
@@ -64,6 +69,7 @@ def benchmark(
     warmup: int = 3,
     data_mode: str = "real",
     config_name: str = "",
+    steps_per_call: int | None = None,
 ) -> dict:
     """Compiles and times the training step of ``config``; returns the JSON record."""
     import jax
@@ -75,6 +81,11 @@ def benchmark(
         raise ValueError(f"--data must be one of {DATA_MODES}, got {data_mode!r}.")
     if steps < 1 or warmup < 0:
         raise ValueError(f"Need --steps >= 1 and --warmup >= 0, got {steps} and {warmup}.")
+    K = int(steps_per_call or config.train.steps_per_call)
+    if K < 1:
+        raise ValueError(f"Need --steps_per_call >= 1, got {K}.")
+    # Whole calls: the timed and warm-up steps rounded up to multiples of K.
+    warmup_calls, timed_calls = -(-warmup // K), -(-steps // K)
     B = int(batch_size or config.train.batch_size)
     config.train.batch_size = B  # create_state builds its example batch with this size
     mesh = parallel.make_mesh()
@@ -91,37 +102,47 @@ def benchmark(
         dataset = shapes_dataset(config.data, B, config.seed)
     model = build_model(config, dataset)
     state = trainer.create_state(model, config, dataset, mesh)
-    # The step train.py runs: with on_nonfinite='skip' it also keeps or discards each update.
-    step_fn = parallel.compile_train_step(
-        faults.train_step_for(model, config.train.on_nonfinite), mesh
-    )
+    # The step train.py runs: with on_nonfinite='skip' it also keeps or discards each update;
+    # with steps_per_call > 1, K of them per call in one lax.scan, as the loop runs them.
+    step_fn = faults.train_step_for(model, config.train.on_nonfinite)
+    one_step = parallel.compile_train_step(step_fn, mesh)
 
     t0 = time.perf_counter()
     host_batch = dataset.train_batch(0, B, config.seed)
     batch = parallel.global_batch(host_batch, mesh)
     jax.block_until_ready(batch)
     batch_ms = (time.perf_counter() - t0) * 1e3
+    if K > 1:  # the same batch K times: the cost depends on the shapes only
+        program, inputs = parallel.compile_train_steps(step_fn, mesh), parallel.global_batches(
+            [host_batch] * K, mesh
+        )
+    else:
+        program, inputs = one_step, batch
 
     t0 = time.perf_counter()
-    lowered = step_fn.lower(state, batch)
-    compiled = lowered.compile()
+    compiled = program.lower(state, inputs).compile()
     compile_s = time.perf_counter() - t0
-    # The lowered program is the whole step over the global batch; the compiled one is what
-    # each device runs after partitioning (its share of the batch plus the replicated update).
-    flops_device = total_flops(compiled.cost_analysis())
-    flops = total_flops(lowered.cost_analysis())
+    # FLOPs of one step. The lowered program is the whole step over the global batch; the
+    # compiled one is what each device runs after partitioning (its share of the batch plus
+    # the replicated update). XLA's cost analysis counts a loop body once, so a K-step call
+    # is counted from the one-step program (compiled only for that, untimed).
+    lowered_one = one_step.lower(state, batch)
+    flops = total_flops(lowered_one.cost_analysis())
+    flops_device = total_flops((compiled if K == 1 else lowered_one.compile()).cost_analysis())
     if flops is None and mesh.devices.size == 1:
         flops = flops_device
 
     times = []
-    for i in range(warmup + steps):
+    for i in range(warmup_calls + timed_calls):
         t0 = time.perf_counter()
-        state, metrics, finite = compiled(state, batch)
+        state, metrics, finite = compiled(state, inputs)
         jax.block_until_ready((state, metrics, finite))
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    if not bool(jax.device_get(finite)):
-        bad = faults.nonfinite_terms(jax.device_get(metrics))
+        if i >= warmup_calls:
+            times.append((time.perf_counter() - t0) / K)
+    if not bool(jax.device_get(finite).all()):
+        bad = faults.nonfinite_terms(
+            {k: v.reshape(-1)[-1] for k, v in jax.device_get(metrics).items()}
+        )
         raise FloatingPointError(
             f"The timed step produced non-finite loss terms ({', '.join(bad)}); the timing "
             "is not that of a healthy step. Check the config's learning rates."
@@ -137,8 +158,9 @@ def benchmark(
         **device_info(),
         "batch": B,
         "on_nonfinite": config.train.on_nonfinite,
-        "steps": steps,
-        "warmup": warmup,
+        "steps_per_call": K,
+        "steps": timed_calls * K,
+        "warmup": warmup_calls * K,
         "compile_s": round(compile_s, 3),
         "step_ms_median": round(median * 1e3, 3),
         "step_ms_min": round(min(times) * 1e3, 3),
@@ -159,7 +181,15 @@ def main(argv):
 
     name = config_flags.get_config_filename(FLAGS["config"])
     try:
-        record = benchmark(FLAGS.config, FLAGS.batch, FLAGS.steps, FLAGS.warmup, FLAGS.data, name)
+        record = benchmark(
+            FLAGS.config,
+            FLAGS.batch,
+            FLAGS.steps,
+            FLAGS.warmup,
+            FLAGS.data,
+            name,
+            FLAGS.steps_per_call,
+        )
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

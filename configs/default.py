@@ -204,6 +204,10 @@ def get_config():
     config.train.evaluate_at_end = True
     # Global batches assembled ahead of the step by a background thread (wyner_jax/prefetch.py).
     config.train.prefetch = 2
+    # Training steps per compiled call (one lax.scan over that many batches): one host
+    # dispatch per call. Calls end at every log, checkpoint and image step, so keep those
+    # intervals multiples of it (another call length is another compilation).
+    config.train.steps_per_call = 1
     # A NaN/Inf in any loss term: 'stop' (name the step and term; nothing after it is saved)
     # or 'skip' (discard that update, continue, count it as train/skipped_updates).
     config.train.on_nonfinite = "stop"

@@ -34,6 +34,7 @@ STEP_FIELDS = {
     "jax_version",
     "allocator",
     "batch",
+    "steps_per_call",
     "steps",
     "warmup",
     "compile_s",
@@ -73,10 +74,12 @@ def record_of(proc):
     return json.loads(lines[0])
 
 
-def check_step_record(rec, batch):
+def check_step_record(rec, batch, steps_per_call=1):
     assert STEP_FIELDS <= set(rec), STEP_FIELDS - set(rec)
     assert rec["benchmark"] == "train_step" and rec["batch"] == batch
-    assert rec["steps"] == 2 and rec["warmup"] == 1
+    # --steps=2 --warmup=1, in whole calls of steps_per_call steps
+    assert rec["steps_per_call"] == steps_per_call
+    assert rec["steps"] == 2 and rec["warmup"] == (1 if steps_per_call == 1 else 2)
     assert rec["device_count"] == jax.device_count()  # conftest's fake devices reach the child
     assert rec["compile_s"] > 0
     assert 0 < rec["step_ms_min"] <= rec["step_ms_median"] <= rec["step_ms_max"]
@@ -123,8 +126,11 @@ def test_bench_step_on_sketchy_shapes_without_the_data(tmp_path):
     assert missing.returncode == 1
     assert "--data=shapes" in missing.stderr and "Traceback" not in missing.stderr
 
-    rec = record_of(run_script("bench_step.py", *args, "--data=shapes", *ONLY_LAMBDA_J))
-    check_step_record(rec, 8)
+    # Two steps per call (one lax.scan), as config.train.steps_per_call=2 would run them.
+    rec = record_of(
+        run_script("bench_step.py", *args, "--data=shapes", "--steps_per_call=2", *ONLY_LAMBDA_J)
+    )
+    check_step_record(rec, 8, steps_per_call=2)
     assert rec["data"].startswith("shapes") and "not the dataset" in rec["data"]
     assert rec["x_shape"] == [512] and rec["y_shape"] == [512]
 

@@ -72,6 +72,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def batches_sharded(mesh: Mesh) -> NamedSharding:
+    """Several steps' batches stacked on a leading axis: each step's rows over ``'data'``."""
+    return NamedSharding(mesh, P(None, DATA_AXIS))
+
+
 def check_batch_size(batch_size: int, mesh: Mesh, what: str = "config.train.batch_size") -> None:
     """The global batch must split evenly over the devices (and over the processes)."""
     n = mesh.devices.size
@@ -91,6 +96,18 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
     return {
         k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
         for k, v in local_batch.items()
+    }
+
+
+def global_batches(local_batches: list[dict[str, np.ndarray]], mesh: Mesh) -> dict:
+    """``global_batch`` of several steps' batches, stacked: [steps, global batch, ...] with
+    the batch axis over ``'data'`` (the input of ``compile_train_steps``)."""
+    sharding = batches_sharded(mesh)
+    return {
+        k: jax.make_array_from_process_local_data(
+            sharding, np.stack([np.asarray(b[k]) for b in local_batches])
+        )
+        for k in local_batches[0]
     }
 
 
@@ -152,6 +169,36 @@ def compile_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
         step_fn,
         in_shardings=(rep, sharded),
         out_shardings=rep,
+        donate_argnums=(0,),
+        compiler_options=cpu_compiler_options() if on_cpu else None,
+    )
+
+
+def scan_steps(step_fn: Callable) -> Callable:
+    """``step_fn(state, batch) -> (state, metrics, finite)`` ⟶ ``steps(state, batches)``: one
+    ``step_fn`` per leading index of ``batches`` inside one ``lax.scan``, returning the last
+    state and every step's metrics and flag stacked on a leading axis."""
+
+    def body(state, batch):
+        state, metrics, finite = step_fn(state, batch)
+        return state, (metrics, finite)
+
+    def steps(state, batches):
+        state, (metrics, finite) = jax.lax.scan(body, state, batches)
+        return state, metrics, finite
+
+    return steps
+
+
+def compile_train_steps(step_fn: Callable, mesh: Mesh) -> Callable:
+    """``compile_train_step`` for several steps per call (``config.train.steps_per_call``):
+    ``jit(scan_steps(step_fn))`` on batches stacked by ``global_batches``. One host dispatch
+    and one program launch per call instead of per step; compiled once per number of steps."""
+    on_cpu = mesh.devices.flat[0].platform == "cpu"
+    return jax.jit(
+        scan_steps(step_fn),
+        in_shardings=(replicated(mesh), batches_sharded(mesh)),
+        out_shardings=replicated(mesh),
         donate_argnums=(0,),
         compiler_options=cpu_compiler_options() if on_cpu else None,
     )

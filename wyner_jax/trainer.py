@@ -14,6 +14,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import logging
 
 from wyner_jax import checkpointing, data, faults, parallel
@@ -64,6 +65,7 @@ def check_train_config(config, mesh) -> None:
         "checkpoint_every",
         "keep_checkpoints",
         "prefetch",
+        "steps_per_call",
     ):
         if t[key] < 1:
             raise ValueError(
@@ -71,6 +73,22 @@ def check_train_config(config, mesh) -> None:
                 f"--config.train.{key} to 1 or more."
             )
     parallel.check_batch_size(t.batch_size, mesh)
+
+
+def step_calls(start: int, total: int, config) -> list[tuple[int, int]]:
+    """The loop's compiled calls as (first step, number of steps): ``train.steps_per_call``
+    steps per call, fewer where a log, checkpoint or image step or the end of training falls
+    inside one (the loop can only look at the state between calls; each other length is one
+    more compilation). With log/checkpoint/image intervals that are multiples of
+    ``steps_per_call`` and a start on one, every call but the last is full length."""
+    t = config.train
+    every = [e for e in (t.log_every, t.checkpoint_every, t.image_every) if e > 0]
+    calls, step = [], start
+    while step < total:
+        n = min([t.steps_per_call, total - step] + [e - step % e for e in every])
+        calls.append((step, n))
+        step += n
+    return calls
 
 
 def fingerprint(config, dataset, state) -> dict:
@@ -105,6 +123,12 @@ def abstract_state(model, config, dataset, mesh):
     return jax.tree_util.tree_map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes
     )
+
+
+def step_values(metrics: dict, i: int) -> dict[str, float]:
+    """The loss terms of one step as floats: ``metrics`` of a one-step call (scalars) or of
+    a several-step call (stacked), of which the ``i``-th step."""
+    return {k: float(np.atleast_1d(v)[i]) for k, v in jax.device_get(metrics).items()}
 
 
 def nonfinite_error(step: int, metrics: dict[str, float]) -> FloatingPointError:
@@ -166,8 +190,12 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     start = int(jax.device_get(state.step))
     total = int(config.train.num_steps)
 
-    step_fn = parallel.compile_train_step(
-        faults.train_step_for(model, config.train.on_nonfinite), mesh
+    step_fn = faults.train_step_for(model, config.train.on_nonfinite)
+    one_step = parallel.compile_train_step(step_fn, mesh)
+    # Calls of several steps (lax.scan) only when asked for: steps_per_call = 1 runs exactly
+    # the one-step program.
+    many_steps = (
+        parallel.compile_train_steps(step_fn, mesh) if config.train.steps_per_call > 1 else None
     )
     writer = MetricsWriter(workdir, enabled=is_chief)
     progress = Progress(start, total)
@@ -176,22 +204,29 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     log_every, ckpt_every = config.train.log_every, config.train.checkpoint_every
     image_every = config.train.image_every
     skip = config.train.on_nonfinite == "skip"
-    pending = []  # (step, finite flag, metrics) on device, read at the next check
+    calls = step_calls(start, total, config)
+    pending = []  # (first step, finite flag(s), metrics) on device, read at the next check
     skipped = int(ckpt.restored_meta.get("skipped_updates", 0))  # counted over resumes
     preempted = None
+
+    def call_batch(i):
+        first, n = calls[i]
+        local = [dataset.train_batch(s, B, seed, pi, pc) for s in range(first, first + n)]
+        if n == 1:
+            return parallel.global_batch(local[0], mesh)
+        return parallel.global_batches(local, mesh)
+
     try:
-        batches = Prefetcher(
-            lambda s: parallel.global_batch(dataset.train_batch(s, B, seed, pi, pc), mesh),
-            start,
-            total,
-            size=config.train.prefetch,
-        )
+        batches = Prefetcher(call_batch, 0, len(calls), size=config.train.prefetch)
         with faults.Preemption() as preemption, batches:
-            for step, batch in zip(range(start, total), batches):
-                state, metrics, finite = step_fn(state, batch)
-                done = step + 1
-                pending.append((done, finite, metrics))
-                # Read the flag once per step: a signal arriving later in this iteration is
+            for (first, n), batch in zip(calls, batches):
+                if n == 1:
+                    state, metrics, finite = one_step(state, batch)
+                else:
+                    state, metrics, finite = many_steps(state, batch)
+                done = first + n
+                pending.append((first, finite, metrics))
+                # Read the flag once per call: a signal arriving later in this iteration is
                 # handled at the next one, so "saved" is never printed without a save.
                 stop = preemption.requested
                 save = done % ckpt_every == 0 or done == total or stop is not None
@@ -199,11 +234,17 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                 if not (save or log):
                     continue
                 flags = jax.device_get([f for _, f, _ in pending])
-                bad = [p for p, ok in zip(pending, flags) if not ok]
+                # (step number, its call's metrics, its index there) of each non-finite step
+                bad = [
+                    (call_first + i + 1, call_metrics, i)
+                    for (call_first, _, call_metrics), f in zip(pending, flags)
+                    for i, ok in enumerate(np.atleast_1d(f))
+                    if not ok
+                ]
                 pending = []
                 if bad and not skip:
-                    first_step, _, first_metrics = bad[0]
-                    raise nonfinite_error(first_step, jax.device_get(first_metrics))
+                    bad_step, bad_metrics, i = bad[0]
+                    raise nonfinite_error(bad_step, step_values(bad_metrics, i))
                 if bad:
                     skipped += len(bad)
                     logging.warning(
@@ -211,7 +252,7 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                         len(bad),
                         bad[0][0],
                     )
-                values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                values = step_values(metrics, n - 1)
                 values["train/skipped_updates"] = float(skipped)
                 writer.scalars(done, values)
                 if is_chief and log:
