@@ -12,12 +12,13 @@ import jax.numpy as jnp
 import pytest
 
 from benchmarks.common import total_flops
-from benchmarks.synthetic import config_shapes, shapes_dataset
-from configs import digits_add1, gaussian, mnist_add1, mnist_svhn, sketchy
+from benchmarks.synthetic import CAPTION_VOCAB_SIZE, config_shapes, shapes_dataset
+from configs import cub, digits_add1, gaussian, mnist_add1, mnist_svhn, sketchy
 from tests.test_end_to_end import ROOT, TINY
 from wyner_jax import data
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import make_cub_fixture  # noqa: E402
 import make_mnist_fixture  # noqa: E402
 import make_sketchy_fixture  # noqa: E402
 
@@ -164,8 +165,9 @@ def test_flop_count_of_a_matrix_product_is_its_closed_form():
 
 def test_shapes_registry_matches_the_loaders(tmp_path):
     """`--data=shapes` must build what each loader builds: compare with the real loaders on
-    the embedded data and on the fixture files of the Sketchy and MNIST tests."""
+    the embedded data and on the fixture files of the Sketchy, MNIST and CUB tests."""
     make_sketchy_fixture.make_fixture(str(tmp_path / "sketchy"), split=1)
+    make_cub_fixture.make_fixture(str(tmp_path / "cub"))
     make_mnist_fixture.make_fixture(str(tmp_path / "tfds"))
     configs = [digits_add1.get_config("mlp"), digits_add1.get_config("conv"), gaussian.get_config()]
     configs[-1].data.dim = 3
@@ -176,6 +178,8 @@ def test_shapes_registry_matches_the_loaders(tmp_path):
         configs[-1].data.tfds_dir = str(tmp_path / "tfds")
         configs[-1].data.cache_dir = str(tmp_path / "cache")
         configs[-1].data.max_per_class = configs[-1].data.test_max_per_class = 5
+    configs.append(cub.get_config())
+    configs[-1].data.dir, configs[-1].data.use_tfds = str(tmp_path / "cub"), False
     for config in configs:
         real = data.build(config.data)
         x_shape, y_shape, num_classes = config_shapes(config.data)
@@ -185,7 +189,12 @@ def test_shapes_registry_matches_the_loaders(tmp_path):
         fake = shapes_dataset(config.data, 8)
         batch = fake.train_batch(0, 8, 0)
         assert batch["x"].shape == (8, *x_shape) and batch["y"].shape == (8, *y_shape)
-        assert batch["x"].dtype == real.train_batch(0, 8, 0)["x"].dtype
+        real_batch = real.train_batch(0, 8, 0)
+        assert batch["x"].dtype == real_batch["x"].dtype
+        assert batch["y"].dtype == real_batch["y"].dtype  # int32 token ids for captions
+        if config.data.name == "cub":  # what the caption networks are built from
+            assert fake.vocab_size == CAPTION_VOCAB_SIZE and fake.y_std.shape == real.y_std.shape
+            assert batch["y"].min() >= 3 and batch["y"].max() < CAPTION_VOCAB_SIZE
     config = digits_add1.get_config()
     config.data.name = "unknown"
     with pytest.raises(ValueError, match="synthetic.py"):
