@@ -367,6 +367,72 @@ def test_sentence_networks_have_the_reference_shapes_and_tied_inverse():
     assert changed[7] and changed.sum() == 1
 
 
+def test_sentence_decoder_equals_flax_conv_transpose_values_and_gradients(monkeypatch):
+    """The decoder's transposed convolutions (subpixel.ConvTranspose2x: (1, 2) and (2, 2)
+    strides, phase by phase) against Flax's nn.ConvTranspose on the same variables: the
+    parameter tree (names included, so earlier checkpoints load) and the outputs and gradients
+    agree."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from wyner_jax import text_nets
+
+    class FlaxConvTranspose(nn.Module):  # the reference: lax.conv_transpose on the dilated input
+        features: int
+        kernel_size: tuple
+        padding: tuple
+        strides: tuple
+        use_bias: bool
+        kernel_init: object
+        dtype: object = None
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.ConvTranspose(
+                self.features,
+                self.kernel_size,
+                strides=self.strides,
+                padding=self.padding,
+                use_bias=self.use_bias,
+                kernel_init=self.kernel_init,
+                dtype=self.dtype,
+                name="conv",
+            )(x)
+
+    dec = text_nets.SentenceDecoder(32, 40, base=4, spectral_norm=False)
+    z = jax.random.normal(jax.random.PRNGKey(1), (3, 10))
+    variables = dec.init(jax.random.PRNGKey(2), z, True)
+    variables = jax.tree_util.tree_map(lambda a: a + 0.01, variables)  # non-zero biases
+
+    def loss(params, z):
+        logits, _ = dec.apply({**variables, "params": params}, z, True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(logits))
+
+    ours = loss(variables["params"], z), jax.grad(loss, (0, 1))(variables["params"], z)
+    monkeypatch.setattr(text_nets, "ConvTranspose2x", FlaxConvTranspose)
+    flax_params = {
+        k: ({"conv": v} if k.startswith("ConvTranspose") else v)
+        for k, v in variables["params"].items()
+    }
+    shapes = jax.eval_shape(lambda z: dec.init(jax.random.PRNGKey(2), z, True), z)["params"]
+    assert jax.tree_util.tree_map(jnp.shape, shapes) == jax.tree_util.tree_map(
+        jnp.shape, flax_params
+    )
+
+    def flax_loss(params, z):
+        logits, _ = dec.apply({**variables, "params": params}, z, True, mutable=["batch_stats"])
+        return jnp.sum(jnp.sin(logits))
+
+    want = flax_loss(flax_params, z), jax.grad(flax_loss, (0, 1))(flax_params, z)
+    np.testing.assert_allclose(ours[0], want[0], rtol=1e-5)
+    np.testing.assert_allclose(ours[1][1], want[1][1], rtol=1e-4, atol=1e-5)
+    for k, g in ours[1][0].items():
+        w = want[1][0][k]["conv"] if k.startswith("ConvTranspose") else want[1][0][k]
+        for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_argmax_input_blocks_the_gradient_soft_input_passes_it():
     import jax
     import jax.numpy as jnp

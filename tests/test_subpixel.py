@@ -100,3 +100,53 @@ def test_auto_form_is_one_product_on_cpu_and_bad_form():
             np.testing.assert_allclose(fn(x, kernel), reference(x, kernel, "SAME"), rtol=1e-5)
     with pytest.raises(ValueError, match="form"):
         conv_transpose_2x(x, kernel, pad, form="dilated")
+
+
+# One axis of stride 1 (a single phase there), as the caption decoder's (1, 4) layers, and a
+# kernel smaller than its stride (a phase without taps: zeros).
+STRIDE_CASES = [
+    ((1, 4), (1, 2), ((0, 0), (2, 2))),
+    ((4, 1), (2, 1), ((2, 2), (0, 0))),
+    ((3, 4), (1, 2), "SAME"),
+    ((1, 1), (2, 2), ((0, 0), (0, 0))),
+]
+
+
+@pytest.mark.parametrize("form", ["phase_conv", "tap_matmul", "col2im"])
+@pytest.mark.parametrize("k,strides,padding", STRIDE_CASES)
+def test_a_stride_one_axis_matches_lax_values_and_gradients(k, strides, padding, form):
+    rng = np.random.default_rng(sum(k) + 7 * strides[0])
+    x = jnp.asarray(rng.standard_normal((2, 3, 5, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((*k, 3, 4)), jnp.float32)
+    explicit_pad = padding
+    if padding == "SAME":
+        explicit_pad = tuple(same_padding(n, s) for n, s in zip(k, strides))
+
+    def ref(x, w):
+        return lax.conv_transpose(x, w, strides, padding, dimension_numbers=DN)
+
+    def ours(x, w):
+        return conv_transpose_2x(x, w, explicit_pad, form=form, strides=strides)
+
+    want = ref(x, kernel)
+    got = ours(x, kernel)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    target = jnp.asarray(rng.standard_normal(want.shape), jnp.float32)
+    grads = [
+        jax.grad(lambda x, w: jnp.sum((f(x, w) - target) ** 2), (0, 1))(x, kernel)
+        for f in (ref, ours)
+    ]
+    for want_g, got_g in zip(*grads):
+        np.testing.assert_allclose(got_g, want_g, rtol=1e-4, atol=1e-4)
+
+
+def test_module_with_strides_1_2_is_a_drop_in_and_bad_strides_are_refused():
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 1, 4, 6)), jnp.float32)
+    pad = ((0, 0), (2, 2))
+    ours = ConvTranspose2x(5, (1, 4), padding=pad, strides=(1, 2))
+    flax_ = nn.ConvTranspose(5, (1, 4), strides=(1, 2), padding=pad)
+    params = jax.tree_util.tree_map(lambda a: a + 0.1, flax_.init(jax.random.PRNGKey(0), x))
+    np.testing.assert_allclose(ours.apply(params, x), flax_.apply(params, x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="strides"):
+        conv_transpose_2x(x, jnp.ones((1, 4, 6, 5)), pad, strides=(1, 3))

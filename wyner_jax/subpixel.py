@@ -41,35 +41,37 @@ import numpy as np
 from jax import lax
 
 
-def same_padding(kernel_size: int) -> tuple[int, int]:
+def same_padding(kernel_size: int, stride: int = 2) -> tuple[int, int]:
     """The (lo, hi) padding of the dilated input that ``lax.conv_transpose`` uses for 'SAME'
-    with stride 2 (output side 2n)."""
-    total = kernel_size + 2 - 2
-    lo = kernel_size - 1 if 2 > kernel_size - 1 else -(-total // 2)
+    (output side stride·n)."""
+    total = kernel_size + stride - 2
+    lo = kernel_size - 1 if stride > kernel_size - 1 else -(-total // 2)
     return lo, total - lo
 
 
-def phase_taps(kernel_size: int, lo: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """For window offset t and output parity p: the kernel tap a[t, p] (valid where mask) and
-    the offset of the window's first input row (``d_min``)."""
+def phase_taps(kernel_size: int, lo: int, stride: int = 2) -> tuple[np.ndarray, np.ndarray, int]:
+    """For window offset t and output phase p (position mod ``stride``): the kernel tap
+    a[t, p] (valid where mask) and the offset of the window's first input row (``d_min``)."""
+    s = stride
     offsets = [
-        (p + a - lo) // 2 for p in (0, 1) for a in range(kernel_size) if (lo - p - a) % 2 == 0
+        (p + a - lo) // s for p in range(s) for a in range(kernel_size) if (lo - p - a) % s == 0
     ]
     d_min, d_max = min(offsets), max(offsets)
     t = np.arange(d_max - d_min + 1)[:, None]
-    p = np.arange(2)[None, :]
-    a = 2 * (d_min + t) - p + lo
+    p = np.arange(s)[None, :]
+    a = s * (d_min + t) - p + lo
     return a, (a >= 0) & (a < kernel_size), d_min
 
 
-def _phase_geometry(x_shape, kernel_shape, padding):
+def _phase_geometry(x_shape, kernel_shape, padding, strides):
     """Per spatial axis: (taps a[t, p], valid[t, p], rows, out_len), and the (lo, hi) padding
-    of x that makes window offset t of output row r read input row r + t."""
+    of x that makes window offset t of output row r read input row r + t. An axis's number of
+    phases is its stride (a.shape[1])."""
     axes, pads = [], []
-    for size, k, (lo, hi) in zip(x_shape[1:3], kernel_shape[:2], padding):
-        a, valid, d_min = phase_taps(k, lo)
-        out_len = max(0, 2 * (size - 1) + 1 + lo + hi - k + 1)  # lax's: empty, not negative
-        rows = -(-out_len // 2)
+    for size, k, (lo, hi), s in zip(x_shape[1:3], kernel_shape[:2], padding, strides):
+        a, valid, d_min = phase_taps(k, lo, s)
+        out_len = max(0, s * (size - 1) + 1 + lo + hi - k + 1)  # lax's: empty, not negative
+        rows = -(-out_len // s)
         pads.append((-d_min, rows - 1 + d_min + a.shape[0] - 1 - (size - 1)))
         axes.append((a, valid, rows, out_len))
     return axes, pads
@@ -81,28 +83,31 @@ def _pad(x, pads):
 
 
 def _interleave(phases, n, axes, c_out):
-    """[n, rows_h, rows_w, 2 (row parity), 2 (column parity), C] → the [n, H, W, C] output."""
-    (_, _, rows_h, len_h), (_, _, rows_w, len_w) = axes
-    y = phases.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * rows_h, 2 * rows_w, c_out)
+    """[n, rows_h, rows_w, s_h (row phase), s_w (column phase), C] → the [n, H, W, C] output."""
+    (a_h, _, rows_h, len_h), (a_w, _, rows_w, len_w) = axes
+    s_h, s_w = a_h.shape[1], a_w.shape[1]
+    y = phases.transpose(0, 1, 3, 2, 4, 5).reshape(n, s_h * rows_h, s_w * rows_w, c_out)
     return y[:, :len_h, :len_w]
 
 
 def _phase_conv(x, kernel, axes, precision):
-    """All four phases as one stride-1 conv with a [T, T, C_in, 4·C_out] kernel (zeros where
+    """All phases as one stride-1 conv with a [T, T, C_in, s_h·s_w·C_out] kernel (zeros where
     a phase has no tap)."""
     phase_kernel = kernel
     for axis, (a, valid, _, _) in enumerate(axes):
         k = kernel.shape[axis]
-        # Gather the taps of this axis: [.., K, ..] -> [.., T, 2, ..], zero where no tap.
+        # Gather the taps of this axis: [.., K, ..] -> [.., T, s, ..], zero where no tap.
         taps = jnp.take(phase_kernel, np.clip(a, 0, k - 1).reshape(-1), axis=2 * axis)
         shape = list(phase_kernel.shape)
         shape[2 * axis : 2 * axis + 1] = list(a.shape)
         mask_shape = [1] * len(shape)
         mask_shape[2 * axis : 2 * axis + 2] = list(a.shape)
         phase_kernel = taps.reshape(shape) * valid.reshape(mask_shape).astype(kernel.dtype)
-    # phase_kernel: [T_h, 2, T_w, 2, C_in, C_out] -> [T_h, T_w, C_in, 2·2·C_out]
-    t_h, _, t_w, _, c_in, c_out = phase_kernel.shape
-    phase_kernel = phase_kernel.transpose(0, 2, 4, 1, 3, 5).reshape(t_h, t_w, c_in, 4 * c_out)
+    # phase_kernel: [T_h, s_h, T_w, s_w, C_in, C_out] -> [T_h, T_w, C_in, s_h·s_w·C_out]
+    t_h, s_h, t_w, s_w, c_in, c_out = phase_kernel.shape
+    phase_kernel = phase_kernel.transpose(0, 2, 4, 1, 3, 5).reshape(
+        t_h, t_w, c_in, s_h * s_w * c_out
+    )
     y = lax.conv_general_dilated(
         x,
         phase_kernel,
@@ -111,24 +116,28 @@ def _phase_conv(x, kernel, axes, precision):
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         precision=precision,
     )
-    return y.reshape(y.shape[:3] + (2, 2, c_out))
+    return y.reshape(y.shape[:3] + (s_h, s_w, c_out))
 
 
 def _sum_over_taps(axes, term, shape):
-    """[n, rows_h, rows_w, 2, 2, C]: phase (p_h, p_w) is Σ term(window slices, a, b) over its
-    taps, where the slices select rows t_h.. and columns t_w.. of the padded input's grid and
-    (a, b) is the kernel tap they meet."""
+    """[n, rows_h, rows_w, s_h, s_w, C]: phase (p_h, p_w) is Σ term(window slices, a, b) over
+    its taps, where the slices select rows t_h.. and columns t_w.. of the padded input's grid
+    and (a, b) is the kernel tap they meet; zeros for a phase without taps (kernel < stride)."""
     (a_h, v_h, rows_h, _), (a_w, v_w, rows_w, _) = axes
+    s_h, s_w = a_h.shape[1], a_w.shape[1]
     phases = []
-    for p_h in (0, 1):
-        for p_w in (0, 1):
-            y = 0.0
+    for p_h in range(s_h):
+        for p_w in range(s_w):
+            y = None
             for t_h in np.flatnonzero(v_h[:, p_h]):
                 for t_w in np.flatnonzero(v_w[:, p_w]):
                     window = (slice(None), slice(t_h, t_h + rows_h), slice(t_w, t_w + rows_w))
-                    y = y + term(window, a_h[t_h, p_h], a_w[t_w, p_w])
+                    t = term(window, a_h[t_h, p_h], a_w[t_w, p_w])
+                    y = t if y is None else y + t
             phases.append(y)
-    return jnp.stack(phases, axis=3).reshape(shape[0], rows_h, rows_w, 2, 2, shape[-1])
+    template = next(y for y in phases if y is not None)
+    phases = [jnp.zeros_like(template) if y is None else y for y in phases]
+    return jnp.stack(phases, axis=3).reshape(shape[0], rows_h, rows_w, s_h, s_w, shape[-1])
 
 
 def _split_taps(t, k_w: int, axis: int):
@@ -198,10 +207,16 @@ def _col2im(x, kernel, axes, pads, precision):
 
 
 def conv_transpose_2x(
-    x, kernel, padding: Sequence[tuple[int, int]], precision=None, form: str = "auto"
+    x,
+    kernel,
+    padding: Sequence[tuple[int, int]],
+    precision=None,
+    form: str = "auto",
+    strides: tuple[int, int] = (2, 2),
 ):
-    """``lax.conv_transpose(x, kernel, (2, 2), padding)`` (NHWC, HWIO, kernel not flipped),
-    computed phase by phase on the undilated input.
+    """``lax.conv_transpose(x, kernel, strides, padding)`` (NHWC, HWIO, kernel not flipped),
+    computed phase by phase on the undilated input. ``strides``: (2, 2), or 1 on one axis
+    (the caption decoder's (1, 2) layers: a stride-1 axis has one phase).
 
     ``form``: 'phase_conv' (one stride-1 conv with the four phase kernels side by side),
     'tap_matmul' (one matrix product per kernel tap, summed per phase), 'col2im' (one matrix
@@ -227,7 +242,9 @@ def conv_transpose_2x(
     'phase_conv' (XLA:CPU's convolution) measured far slower on tiny images with many channels
     (2026-11-22: k4 2×2×512 → 256 took 1,006 / 7,886 ms against 13 / 41 ms per tap).
     """
-    axes, pads = _phase_geometry(x.shape, kernel.shape, padding)
+    if any(s not in (1, 2) for s in strides) or len(strides) != 2:
+        raise ValueError(f"strides must be two of 1 or 2, got {strides!r}.")
+    axes, pads = _phase_geometry(x.shape, kernel.shape, padding, strides)
     if form == "auto":  # tuned on XLA:CPU; not measured elsewhere
         form = "col2im" if jax.default_backend() == "cpu" else "phase_conv"
     forms = {"phase_conv": _phase_conv, "tap_matmul": _tap_matmuls, "col2im": _col2im}
@@ -241,12 +258,14 @@ def conv_transpose_2x(
 
 
 class ConvTranspose2x(nn.Module):
-    """``nn.ConvTranspose(features, kernel_size, strides=(2, 2), padding)``, computed by
-    ``conv_transpose_2x`` (same parameters and results, no multiplications by zeros)."""
+    """``nn.ConvTranspose(features, kernel_size, strides, padding)`` with strides (2, 2) (or 1
+    on one axis), computed by ``conv_transpose_2x`` (same parameters and results, no
+    multiplications by zeros)."""
 
     features: int
     kernel_size: tuple[int, int]
     padding: Any = "SAME"  # 'SAME' or ((lo, hi), (lo, hi)) on the dilated input
+    strides: tuple[int, int] = (2, 2)
     use_bias: bool = True
     kernel_init: Callable = nn.initializers.lecun_normal()
     bias_init: Callable = nn.initializers.zeros
@@ -257,9 +276,14 @@ class ConvTranspose2x(nn.Module):
         k_h, k_w = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (k_h, k_w, x.shape[-1], self.features))
         bias = self.param("bias", self.bias_init, (self.features,)) if self.use_bias else None
-        padding = (same_padding(k_h), same_padding(k_w)) if self.padding == "SAME" else self.padding
+        s_h, s_w = self.strides
+        padding = self.padding
+        if padding == "SAME":
+            padding = (same_padding(k_h, s_h), same_padding(k_w, s_w))
         dtype = self.dtype or jnp.result_type(x, kernel)
-        y = conv_transpose_2x(x.astype(dtype), kernel.astype(dtype), padding)
+        y = conv_transpose_2x(
+            x.astype(dtype), kernel.astype(dtype), padding, strides=tuple(self.strides)
+        )
         if bias is not None:
             y = y + bias.astype(dtype)
         return y

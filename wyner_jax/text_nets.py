@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from wyner_jax import nets
+from wyner_jax.subpixel import ConvTranspose2x
 
 PAD_ID = 1  # <pad> of wyner_jax.data.captions
 DISCRIMINATOR_INPUTS = ("argmax", "soft")
@@ -172,10 +173,12 @@ class SentenceDecoder(nn.Module):
         h = nets.batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
         h = nn.leaky_relu(h, self.negative_slope)
         h = h.reshape(h.shape[0], side, side, widths[-1])
-        for i in reversed(range(len(plan))):
+        for j, i in enumerate(reversed(range(len(plan)))):
             kernel, stride = plan[i]
             last = i == 0
-            h = nn.ConvTranspose(
+            # nn.ConvTranspose's parameters, names and results, computed phase by phase:
+            # XLA:CPU took ~8 s of a 8.3 s CUB step on these layers' dilated kernel gradients.
+            h = ConvTranspose2x(
                 1 if last else widths[i - 1],
                 kernel,
                 strides=stride,
@@ -183,6 +186,7 @@ class SentenceDecoder(nn.Module):
                 kernel_init=nets.XAVIER,
                 use_bias=last,
                 dtype=nets.layer_dtype(),
+                name=f"ConvTranspose_{j}",
             )(h)
             if not last:
                 h = nets.batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
