@@ -11,7 +11,8 @@
   parameters and optimiser state, kept alive through the G step (~8 % of the step).
 * ``state_is_finite`` is checked before every save, so a non-finite gradient behind finite
   loss terms cannot put NaN into a checkpoint either.
-* ``Preemption`` turns SIGTERM / SIGINT into a flag that the loop polls after every step; the
+* ``Preemption`` turns SIGTERM / SIGINT into a flag that the loop polls after every compiled
+  call (one step, or ``train.steps_per_call``); the
   loop then saves a checkpoint at the current step, waits for it to be committed and returns.
 """
 

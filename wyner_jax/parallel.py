@@ -160,18 +160,23 @@ def cpu_compiler_options() -> dict | None:
     return CPU_COMPILER_OPTIONS
 
 
-def compile_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
-    """``jit(step_fn)`` with the state replicated and donated, the batch sharded, and every
-    output (state, metrics, flags) replicated; on CPU with ``cpu_compiler_options()``."""
-    rep, sharded = replicated(mesh), batch_sharded(mesh)
+def _jit_step(fn: Callable, mesh: Mesh, batch_sharding: NamedSharding) -> Callable:
+    """``jit(fn)`` with the state replicated and donated, the batch(es) sharded as given, every
+    output replicated; on CPU with ``cpu_compiler_options()``."""
     on_cpu = mesh.devices.flat[0].platform == "cpu"
     return jax.jit(
-        step_fn,
-        in_shardings=(rep, sharded),
-        out_shardings=rep,
+        fn,
+        in_shardings=(replicated(mesh), batch_sharding),
+        out_shardings=replicated(mesh),
         donate_argnums=(0,),
         compiler_options=cpu_compiler_options() if on_cpu else None,
     )
+
+
+def compile_train_step(step_fn: Callable, mesh: Mesh) -> Callable:
+    """``jit(step_fn)`` with the state replicated and donated, the batch sharded, and every
+    output (state, metrics, flags) replicated; on CPU with ``cpu_compiler_options()``."""
+    return _jit_step(step_fn, mesh, batch_sharded(mesh))
 
 
 def scan_steps(step_fn: Callable) -> Callable:
@@ -194,11 +199,4 @@ def compile_train_steps(step_fn: Callable, mesh: Mesh) -> Callable:
     """``compile_train_step`` for several steps per call (``config.train.steps_per_call``):
     ``jit(scan_steps(step_fn))`` on batches stacked by ``global_batches``. One host dispatch
     and one program launch per call instead of per step; compiled once per number of steps."""
-    on_cpu = mesh.devices.flat[0].platform == "cpu"
-    return jax.jit(
-        scan_steps(step_fn),
-        in_shardings=(replicated(mesh), batches_sharded(mesh)),
-        out_shardings=replicated(mesh),
-        donate_argnums=(0,),
-        compiler_options=cpu_compiler_options() if on_cpu else None,
-    )
+    return _jit_step(scan_steps(step_fn), mesh, batches_sharded(mesh))
