@@ -11,7 +11,7 @@ import pytest
 
 from tests.test_compilation import CompileCounter, tiny as tiny_j
 from tests.test_faults import PoisonedDataset
-from wyner_jax import data, parallel, trainer
+from wyner_jax import data, faults, parallel, trainer
 
 
 def tiny(num_steps, steps_per_call, **train):
@@ -124,3 +124,25 @@ def test_steps_per_call_below_one_is_refused(tmp_path):
     with pytest.raises(ValueError, match="steps_per_call"):
         trainer.train(tiny(4, 0), str(tmp_path))
     assert not (tmp_path / "config.json").exists()
+
+
+def test_cost_analysis_counts_a_several_step_call_as_one_step():
+    """bench_step.py reports a K-step call's XLA FLOP count as one step's: XLA's cost
+    analysis counts a loop body once. If a jaxlib starts multiplying by the trip count, this
+    fails and bench_step.py must divide by K."""
+    from benchmarks.common import total_flops
+    from wyner_jax.models.base import build_model
+
+    config = tiny(4, 4)
+    dataset = data.build(config.data)
+    model = build_model(config, dataset)
+    mesh = parallel.make_mesh()
+    state = trainer.abstract_state(model, config, dataset, mesh)
+    host = dataset.train_batch(0, config.train.batch_size, config.seed)
+    step_fn = faults.train_step_for(model, "stop")
+    one = parallel.compile_train_step(step_fn, mesh).lower(state, parallel.global_batch(host, mesh))
+    four = parallel.compile_train_steps(step_fn, mesh).lower(
+        state, parallel.global_batches([host] * 4, mesh)
+    )
+    assert total_flops(one.cost_analysis()) > 0
+    assert total_flops(four.cost_analysis()) == pytest.approx(total_flops(one.cost_analysis()))
