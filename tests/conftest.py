@@ -6,9 +6,25 @@ the programs compute the same values.
 """
 
 import os
+import re
 
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+
+def _add_xla_flags(flags: str, **wanted) -> str:
+    """`flags` with each `--name=value` of `wanted` appended unless `flags` already sets it.
+
+    A user's own XLA_FLAGS (say `--xla_cpu_max_isa=AVX2`) must add to the test set-up, not
+    replace it: without the device count the multi-device tests would silently run on one.
+    """
+    for name, value in wanted.items():
+        if not re.search(rf"--{name}(=|\s|$)", flags):
+            flags = f"{flags} --{name}={value}".strip()
+    return flags
+
+
+os.environ["XLA_FLAGS"] = _add_xla_flags(
+    os.environ.get("XLA_FLAGS", ""),
+    xla_force_host_platform_device_count=4,
+    xla_backend_optimization_level=0,
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
