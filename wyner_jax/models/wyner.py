@@ -487,10 +487,9 @@ class WynerGenerator(nn.Module):
                 rec["my_rec_y"] = (y, self.decode_y(z_qy, v_qym, train))
             if "j_rec_zuv" in t.rec:  # re-encode the joint samples; gradients reach both sides
                 jz, ju, jv, _, _ = self.variational(s["j"]["x"], s["j"]["y"], train)
-                rec["j_rec_zuv"] = (
-                    jnp.concatenate([s["j"]["z"], s["j"]["u"], s["j"]["v"]], -1),
-                    jnp.concatenate([jz, ju, jv], -1),
-                )
+                # Three latents, three losses summed (§2.4), not one mean over [z, u, v],
+                # which would weight them by their widths.
+                rec["j_rec_zuv"] = ((s["j"]["z"], s["j"]["u"], s["j"]["v"]), (jz, ju, jv))
             s["rec"] = rec
         return s
 
@@ -867,7 +866,11 @@ class WynerModel:
             terms[f"gen/{k}"] = losses.ci_penalty(logits[k][0])
         for k in self.terms.rec:
             target, pred = rec[k]
-            terms[f"gen/{k}"] = side_loss[RECONSTRUCTIONS[k]](pred, target)
+            loss = side_loss[RECONSTRUCTIONS[k]]
+            if isinstance(target, tuple):  # several targets (j_rec_zuv): one loss each, summed
+                terms[f"gen/{k}"] = sum(loss(p, t) for p, t in zip(pred, target, strict=True))
+            else:
+                terms[f"gen/{k}"] = loss(pred, target)
         # λ = 0 terms (the CI estimates the reference trains at λ_CI = 0) are logged but left
         # out of the sum, so no backward pass runs through them: 0·∂term is no update.
         weighted = [(self.lambdas[k.split("/", 1)[1]], v) for k, v in terms.items()]
