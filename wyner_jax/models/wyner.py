@@ -398,33 +398,55 @@ class WynerGenerator(nn.Module):
         self.g_y = a.decoder(a.y_shape, "g_y", self.E_y)
 
     # Building blocks -------------------------------------------------------------
+    # Stochastic encoders (the reference's ``append_noise_and_concat``, wyner-model.md §1.2):
+    # with noise_dim > 0, fresh N(0, 1) columns are appended to the input of every encoder
+    # network on every call: to x and y before F_xy, to x before F_x, to F_xy(x, y) before
+    # f_xy, to F_x(x) before f_x and to [z, F_x(x)] before l_x. Each append is its own draw,
+    # so z and u of one x are not functions of one shared noise. The joint encoder uses
+    # joint_noise_dim, the marginal encoders and local heads marginal_noise_dim. Off (dim 0)
+    # by default, as in the reference: every encoder is then a deterministic map.
     def with_noise(self, h, dim: int):
-        """Appends ``dim`` N(0, 1) columns (the reference's ``append_noise_and_concat``), which
-        makes an encoder stochastic; off (dim 0) by default, as in the reference."""
+        """[h, ε] with ``dim`` fresh N(0, 1) columns ε (h flattened to [B, -1]); h if dim = 0."""
         if dim == 0:
             return h
         h = h.reshape(h.shape[0], -1)
         eps = jax.random.normal(self.make_rng("encoder_noise"), (h.shape[0], dim), h.dtype)
         return jnp.concatenate([h, eps], axis=-1)
 
+    @property
+    def stochastic_marginal(self) -> bool:
+        return self.arch.marginal_noise_dim > 0
+
     def features_x(self, x, train):
-        """F_x(x) (with noise columns when the marginal encoders are stochastic)."""
+        """F_x(x) (with noise columns on x when the marginal encoders are stochastic)."""
         return self.F_x(self.with_noise(x, self.arch.marginal_noise_dim), train)
 
     def features_y(self, y, train):
         return self.F_y(self.with_noise(y, self.arch.marginal_noise_dim), train)
 
+    def common_x(self, hx, train):
+        """z = f_x(F_x(x)): q(z|x), from the features hx = F_x(x)."""
+        return self.f_x(self.with_noise(hx, self.arch.marginal_noise_dim), train)
+
+    def common_y(self, hy, train):
+        return self.f_y(self.with_noise(hy, self.arch.marginal_noise_dim), train)
+
     def joint_encode(self, x, y, train):
-        """z = f_xy(F_xy(x, y))."""
-        xy = self.with_noise(self.arch.pair(x, y), self.arch.joint_noise_dim)
-        return self.f_xy(self.F_xy(xy, train), train)
+        """z = f_xy(F_xy(x, y)): q(z|x,y)."""
+        d = self.arch.joint_noise_dim
+        if d:
+            x, y = self.with_noise(x, d), self.with_noise(y, d)
+        h = self.F_xy(self.arch.pair(x, y), train)
+        return self.f_xy(self.with_noise(h, d), train)
 
     def local_x(self, z, hx, train):
-        """u = l_x([z, F_x(x)]), shared by the variational and marginal paths."""
-        return self.l_x(jnp.concatenate([z, hx], axis=-1), train)
+        """u = l_x([z, F_x(x)]): q(u|z,x), shared by the variational and marginal paths."""
+        zh = jnp.concatenate([z, hx], axis=-1)
+        return self.l_x(self.with_noise(zh, self.arch.marginal_noise_dim), train)
 
     def local_y(self, z, hy, train):
-        return self.l_y(jnp.concatenate([z, hy], axis=-1), train)
+        zh = jnp.concatenate([z, hy], axis=-1)
+        return self.l_y(self.with_noise(zh, self.arch.marginal_noise_dim), train)
 
     def decode_x(self, z, u, train):
         return self.g_x(jnp.concatenate([z, u], axis=-1), train)
@@ -456,17 +478,21 @@ class WynerGenerator(nn.Module):
                 v=v_p,
             )
         if t.need_zqx:
-            z_qx = self.f_x(hx, train)
+            # The conditional path encodes x afresh (the reference's encode_x_zu): with
+            # stochastic encoders its F_x(x) is another draw; deterministic, it is hx again.
+            hx_c = self.features_x(x, train) if self.stochastic_marginal else hx
+            z_qx = self.common_x(hx_c, train)
             s["latents"]["z_qx"] = z_qx
-            u_qxm = self.local_x(z_qx, hx, train)
+            u_qxm = self.local_x(z_qx, hx_c, train)
             if t.need_cx2y:
                 s["cx2y"] = dict(
                     x=x, y=self.decode_y(z_qx, prior["v_c"], train), z=z_qx, u=u_qxm, v=prior["v_c"]
                 )
         if t.need_zqy:
-            z_qy = self.f_y(hy, train)
+            hy_c = self.features_y(y, train) if self.stochastic_marginal else hy
+            z_qy = self.common_y(hy_c, train)
             s["latents"]["z_qy"] = z_qy
-            v_qym = self.local_y(z_qy, hy, train)
+            v_qym = self.local_y(z_qy, hy_c, train)
             if t.need_cy2x:
                 s["cy2x"] = dict(
                     x=self.decode_x(z_qy, prior["u_c"], train), y=y, z=z_qy, u=prior["u_c"], v=v_qym
@@ -497,18 +523,18 @@ class WynerGenerator(nn.Module):
     def embed(self, x, y, train):
         out = {"z_xy": self.joint_encode(x, y, train)}
         if self.terms.need_zqx:
-            out["z_x"] = self.f_x(self.features_x(x, train), train)
+            out["z_x"] = self.common_x(self.features_x(x, train), train)
         if self.terms.need_zqy:
-            out["z_y"] = self.f_y(self.features_y(y, train), train)
+            out["z_y"] = self.common_y(self.features_y(y, train), train)
         return out
 
     def x2y(self, x, v, train):
         """y ~ p(y|x): z = f_x(x), v ~ p(v), y = g_y(z, v)."""
-        y = self.decode_y(self.f_x(self.features_x(x, train), train), v, train)
+        y = self.decode_y(self.common_x(self.features_x(x, train), train), v, train)
         return self.arch.y_output(y)
 
     def y2x(self, y, u, train):
-        return self.decode_x(self.f_y(self.features_y(y, train), train), u, train)
+        return self.decode_x(self.common_y(self.features_y(y, train), train), u, train)
 
     def joint(self, z, u, v, train):
         return self.decode_x(z, u, train), self.arch.y_output(self.decode_y(z, v, train))
