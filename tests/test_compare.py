@@ -123,7 +123,7 @@ def test_run_comparison_trains_each_config_in_its_own_directory_and_writes_the_t
     assert saved["order"] == ["digits_add1", "iiae_digits_add1_conv"]
     run = saved["runs"]["iiae_digits_add1_conv"]
     assert run["model"] == "iiae" and run["steps"] == 7
-    assert run["metrics"] == FAKE["iiae_digits_add1"]
+    assert run["metrics"] == FAKE["iiae_digits_add1"]  # JSON writes a float's exact repr
     assert (tmp_path / "comparison.md").read_text().strip() == out["table"]
     assert "| model | wyner | iiae |" in out["table"]
     assert "| training steps | 7 | 7 |" in out["table"]

@@ -102,6 +102,7 @@ def test_stop_applies_the_update_and_skip_discards_it():
         return State(step=state.step + 1, w=state.w - 1.0), {"loss": 1.0 / state.w}
 
     toy = types.SimpleNamespace(train_step=train_step)
+    # Exact comparisons: 0 − 1, 2 − 1 and 1/2 are exact in float32.
     start = State(step=jnp.asarray(0), w=jnp.asarray(0.0))
     stop_state, m, finite = jax.jit(faults.train_step_for(toy, "stop"))(start, None)
     assert not bool(finite) and float(stop_state.w) == -1.0 and int(stop_state.step) == 1

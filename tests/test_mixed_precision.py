@@ -2,10 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
 import pytest
 
 from tests.test_wyner_model import initial_state, small_config
+from tests.tolerances import approx
 from wyner_jax import data, nets
 from wyner_jax.models.base import build_model
 
@@ -38,15 +40,18 @@ def test_bf16_compute_keeps_float32_state_and_losses(model_name):
         if jnp.issubdtype(a.dtype, jnp.floating):
             assert a.dtype == np.float32
             assert np.all(np.isfinite(a))
-    # The same losses up to bf16 rounding (8 bits of mantissa: ~0.4% per operation, a few
-    # hundredths on these O(1) losses after a dozen layers). Only
-    # terms computed from the initial parameters are compared: the Wyner generator terms
-    # follow a discriminator update, and Adam's first step (≈ lr·sign(g)) turns rounding in
-    # tiny gradients into lr-sized differences.
+    # The same losses up to bf16 rounding (8 bits of mantissa, eps 2^-7): 8·eps(bf16) of the
+    # larger of the term and 1, the magnitude of the normalised activations and discriminator
+    # outputs that the small Wyner estimator terms are differences of. Measured (AMD EPYC,
+    # AVX2): at most 0.1·eps(bf16)·scale; the bound leaves room for CPUs whose bf16 products
+    # accumulate differently. Only terms computed from the initial parameters are compared:
+    # the Wyner generator terms follow a discriminator update, and Adam's first step
+    # (≈ lr·sign(g)) turns rounding in tiny gradients into lr-sized differences.
     for k, v in f32_metrics.items():
         assert metrics[k].dtype == np.float32, k
         if not k.startswith("gen/"):
-            np.testing.assert_allclose(metrics[k], v, rtol=0.05, atol=0.05, err_msg=k)
+            scale = max(abs(float(v)), 1.0)
+            assert float(metrics[k]) == approx(float(v), dtype=ml_dtypes.bfloat16, scale=scale), k
 
 
 def test_unknown_compute_dtype_is_refused():

@@ -1,18 +1,20 @@
 """Multi-host training: 2 processes × 2 CPU devices (gloo collectives over 127.0.0.1) must
 take the same steps as 1 process × 4 devices."""
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 
-import chex
 import jax
 import pytest
 
 from tests.test_end_to_end import ROOT, TINY
 from tests.test_faults import tiny
+from tests.tolerances import assert_trees_close
 from wyner_jax import trainer
 from wyner_jax.checkpointing import Checkpointer
 
@@ -30,7 +32,13 @@ def free_port() -> int:
 
 def launch_two_processes(workdir: str) -> list[subprocess.CompletedProcess]:
     port = free_port()
-    flags = "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
+    # The session's flags (conftest's and any the user set, e.g. --xla_cpu_max_isa) with two
+    # devices a process instead of four.
+    flags = re.sub(
+        r"--xla_force_host_platform_device_count=\d+",
+        "--xla_force_host_platform_device_count=2",
+        os.environ["XLA_FLAGS"],
+    )
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     common = [
         sys.executable,
@@ -92,8 +100,25 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     ckpt.close()
     assert step == STEPS
     # Same batches, same keys, same global-batch statistics; only the order of the
-    # cross-process reductions differs.
-    # Parameters, optimiser moments, EMA, BatchNorm/spectral-norm statistics, RNG and step.
-    chex.assert_trees_all_close(
-        jax.device_get(restored), jax.device_get(single), rtol=1e-4, atol=1e-6
-    )
+    # cross-process reductions differs (an all-reduce over 2 processes × 2 devices against
+    # one over 4 devices), so the two runs agree up to rounding, each leaf at its own scale.
+    restored, single = jax.device_get((restored, single))
+    params = ("gen_params", "disc_params", "ema_params")
+    others = [f.name for f in dataclasses.fields(single) if f.name not in params]
+
+    def part(state, names):
+        return {k: getattr(state, k) for k in names}
+
+    # Optimiser moments (running sums of the gradients), BatchNorm / spectral-norm statistics,
+    # RNG and step: STEPS steps, each a D and a G update whose gradients pass through the
+    # networks' layers and the 16-row global-batch reductions: depth STEPS·2·64. Measured
+    # (AMD EPYC, AVX2, 2 cores): at most 242·eps·scale (ν of F_x's kernel), 13× below the
+    # bound; feeding each process's rows as the whole batch (a per-process batch statistic)
+    # is off by 2.7e5 to 4e7·eps·scale.
+    rounding_depth = STEPS * 2 * 64
+    assert_trees_close(part(restored, others), part(single, others), depth=rounding_depth)
+    # Parameters and EMA: Adam steps by m̂/√v̂, normalised, so an entry whose gradient is itself
+    # at rounding level moves by a fraction of lr that the rounding decides. Measured: one
+    # entry of g_x's kernel (of 2,048) 0.1·lr apart, 1,319·eps·scale; the bound, 6× the depth
+    # above, is 14× that, and the per-process batch is off by 1.3e7·eps·scale.
+    assert_trees_close(part(restored, params), part(single, params), depth=6 * rounding_depth)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.tolerances import assert_close
 from wyner_jax import data
 from wyner_jax.data import pix2pix
 from wyner_jax.data.pix2pix import (
@@ -45,8 +46,18 @@ def brute_area_1d(v: np.ndarray, n_out: int) -> np.ndarray:
 @pytest.mark.parametrize("n_in,n_out", [(600, 256), (7, 3), (5, 12), (13, 7), (32, 256), (9, 9)])
 def test_area_matrix_is_exact_area_averaging(n_in, n_out):
     v = np.random.default_rng(n_in * 31 + n_out).normal(size=n_in)
-    np.testing.assert_allclose(area_matrix(n_in, n_out) @ v, brute_area_1d(v, n_out), atol=1e-12)
-    np.testing.assert_allclose(area_matrix(n_in, n_out).sum(1), 1.0, atol=1e-12)
+    # float64 throughout. A weight is an overlap length of coordinates up to n_in, over
+    # s = n_in / n_out (relative rounding ~n_out·eps), and a row sums n_in of them: depth
+    # n_in + n_out, at the scale of the averaged values.
+    depth = n_in + n_out
+    assert_close(
+        area_matrix(n_in, n_out) @ v,
+        brute_area_1d(v, n_out),
+        depth=depth,
+        dtype=np.float64,
+        scale=np.abs(v).max(),
+    )
+    assert_close(area_matrix(n_in, n_out).sum(1), 1.0, depth=depth, dtype=np.float64)
 
 
 def test_resize_area_on_images_matches_the_separable_brute_force():
@@ -56,12 +67,13 @@ def test_resize_area_on_images_matches_the_separable_brute_force():
     both = np.stack(
         [np.stack([brute_area_1d(r[:, :, c].T, 7).T for c in range(3)], -1) for r in rows]
     )
-    np.testing.assert_allclose(ours, both, rtol=1e-5, atol=1e-3)
-    # integer factors: block mean down, pixel replication up
-    np.testing.assert_allclose(
+    # float32 against float64: float32 weights summed over the 10 rows, then the 13 columns.
+    assert_close(ours, both, depth=10 + 13)
+    # integer factors: block mean down (2 + 2 terms summed), pixel replication up
+    assert_close(
         resize_area(img[:, :10, :12], 5, 6),
         img[:, :10, :12].reshape(2, 5, 2, 6, 2, 3).mean((2, 4)),
-        rtol=1e-5,
+        depth=2 + 2,
     )
     up = resize_area(img[:, :3, :3], 6, 9)
     np.testing.assert_array_equal(up, np.repeat(np.repeat(img[:, :3, :3], 2, 1), 3, 2))
@@ -98,7 +110,8 @@ def test_maps_fixture_halves_sizes_and_direction(maps_dir):
     for arr, part in ((ds.test.x, raw[:, :half]), (ds.test.y, raw[:, half:])):
         expected = part.reshape(16, 4, 16, 4, 3).mean((1, 3))
         expected = np.floor(expected + 0.5) / 127.5 - 1.0  # stored as 8 bits
-        np.testing.assert_allclose(arr[1], expected, atol=1e-5)
+        # 8-bit values read as float32 v / 127.5 - 1 (two roundings) against float64
+        assert_close(arr[1], expected, depth=2)
     assert ds.test.x[:].min() >= -1.0 and ds.test.x[:].max() <= 1.0
     swapped = load_maps(maps_dir, image_size=16, direction="BtoA")
     np.testing.assert_array_equal(swapped.train.x[:], ds.train.y[:])
@@ -114,11 +127,12 @@ def test_small_images_are_kept_native_and_upsampled_on_read(cdcb_dir):
     assert ds.train.x.pool.shape[1:] == (32, 32, 3)  # the fixture's native half size
     raw = np.asarray(Image.open(os.path.join(cdcb_dir, "test", "00003.png")), np.float32)
     left = raw[:, : raw.shape[1] // 2] / 127.5 - 1.0
-    np.testing.assert_allclose(ds.test.x[2], np.repeat(np.repeat(left, 2, 0), 2, 1), atol=1e-6)
+    # float32 both; upsampling by 2 is replication (weights 1 and 0) after v / 127.5 - 1
+    assert_close(ds.test.x[2], np.repeat(np.repeat(left, 2, 0), 2, 1), depth=2)
     assert ds.test.x[[0, 2]].shape == (2, 64, 64, 3)
     # the std map of replicated pixels is the replicated std map
     native = load_mnist_cdcb(cdcb_dir, image_size=32)
-    np.testing.assert_allclose(ds.x_std, np.repeat(np.repeat(native.x_std, 2, 0), 2, 1), atol=1e-6)
+    assert_close(ds.x_std, np.repeat(np.repeat(native.x_std, 2, 0), 2, 1))
     assert ds.abbrev == ("CD", "CB")
 
 
@@ -129,8 +143,9 @@ def test_odd_widths_split_like_the_reference(tmp_path):
         pair[:, 4:] = 200  # the right half (width // 2 onward) keeps the odd column
         _write(tmp_path / split / "1.png", pair)
     ds = load_facades(str(tmp_path), image_size=4)
-    np.testing.assert_allclose(ds.train.x[0], -1.0)
-    np.testing.assert_allclose(ds.train.y[0], 200 / 127.5 - 1.0, atol=1e-6)
+    assert_close(ds.train.x[0], -1.0, depth=2)  # v / 127.5 - 1
+    # ... and the 5 columns of the right half area-resized to 4 (5 weights summed)
+    assert_close(ds.train.y[0], 200 / 127.5 - 1.0, depth=2 + 5)
 
 
 def test_decoded_splits_are_cached_and_rebuilt_when_files_change(tmp_path, monkeypatch):
@@ -148,6 +163,8 @@ def test_decoded_splits_are_cached_and_rebuilt_when_files_change(tmp_path, monke
     # a changed file (new content, new mtime) is decoded again
     _write(os.path.join(folder, "train", "1.jpg"), np.zeros((64, 128, 3)))
     changed = load_facades(folder, image_size=16)
+    # Not a rounding tolerance: JPEG's lossy coding of the black image leaves a few gray
+    # levels (0.05 ≈ 6/127.5) where the old content's edges were.
     np.testing.assert_allclose(changed.train.x[0], -1.0, atol=0.05)
 
 

@@ -145,4 +145,5 @@ def test_cost_analysis_counts_a_several_step_call_as_one_step():
         state, parallel.global_batches([host] * 4, mesh)
     )
     assert total_flops(one.cost_analysis()) > 0
+    # FLOP counts, not rounded values: a loop body counted 4 times would be 4× off
     assert total_flops(four.cost_analysis()) == pytest.approx(total_flops(one.cost_analysis()))
