@@ -3,7 +3,8 @@
 x, y ∈ R^dim, each coordinate pair standard normal with correlation rho. The Wyner
 conditional y | x has slope rho and residual variance 1 − rho² (checked as
 gaussian/x2y_slope and gaussian/x2y_resid_var); Wyner's common information is
-dim · artanh(rho) nats (gaussian/wyner_ci, for reference).
+dim · artanh(rho) nats (gaussian/closed_form/wyner_ci: computed from the config, for
+reference, not a measurement).
 
   python train.py --config=configs/gaussian.py --workdir=runs/gaussian
   python train.py --config=configs/gaussian.py --workdir=runs/g05 --config.data.rho=0.5

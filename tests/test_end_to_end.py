@@ -1,14 +1,19 @@
 """train.py and eval.py from the command line, and the run directory they leave behind."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from configs import gaussian
-from wyner_jax import trainer
+from tests.tolerances import approx
+from wyner_jax import parallel, trainer
+from wyner_jax.evaluation import runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,8 +85,10 @@ def test_train_then_eval_from_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.load(open(os.path.join(workdir, "metrics.json")))
     assert again.keys() == metrics.keys()
+    # Same weights, seed and programs: equal up to the rounding of a few layers, should the
+    # restored (resharded) state pick other kernels (on this machine they are bit-equal).
     for k in metrics:
-        assert again[k] == pytest.approx(metrics[k], abs=1e-6), k
+        assert again[k] == approx(metrics[k], depth=16), k
 
     # Running train.py again with more steps resumes from the checkpoint at step 10.
     proc = run(
@@ -102,7 +109,27 @@ def test_unknown_override_and_bad_batch_size_fail_with_a_clear_message(tmp_path)
     assert not os.path.exists(tmp_path / "b" / "checkpoints")
 
 
-def test_gaussian_run_reports_the_closed_form_metrics(tmp_path):
+def _numpy_slope_and_residual_variance(x, y):
+    """Ordinary least squares y ≈ a + b·x per coordinate (np.polyfit, float64): the mean
+    slope b and the mean squared residual (divisor N), as the metrics are documented."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    slopes, resids = [], []
+    for d in range(x.shape[1]):
+        b, a = np.polyfit(x[:, d], y[:, d], 1)
+        slopes.append(b)
+        resids.append(np.mean((y[:, d] - a - b * x[:, d]) ** 2))
+    return float(np.mean(slopes)), float(np.mean(resids))
+
+
+def test_gaussian_run_reports_the_regression_of_its_own_x2y_samples(tmp_path):
+    """What this checks is the evaluation, not the model: after 20 steps the generator has not
+    learned p(y|x) (and the full config does not either, issue 21), so the slope is not compared
+    with rho. The reported gaussian/x2y_slope and gaussian/x2y_resid_var must equal a NumPy
+    least-squares fit on x→y samples that this test draws itself, through the restored
+    checkpoint's x2y on the test inputs with the evaluation's key: a metric computed on other
+    rows (misaligned x and y), on the data's y instead of generated samples, with another
+    divisor or an uncentred fit fails. The Wyner constant is reported under closed_form/
+    because it is computed from the config, not measured."""
     config = gaussian.get_config()
     config.train.num_steps = 20
     config.train.batch_size = 64
@@ -113,7 +140,34 @@ def test_gaussian_run_reports_the_closed_form_metrics(tmp_path):
     for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
         config.loss.lambdas[k] = 0.0  # fewer terms, faster compile; the metrics are the point
     metrics = trainer.train_and_evaluate(config, str(tmp_path))
-    assert metrics["gaussian/rho"] == pytest.approx(0.7)
-    assert metrics["gaussian/wyner_ci"] == pytest.approx(0.8673, abs=1e-3)  # artanh(0.7)
-    assert "gaussian/x2y_slope" in metrics and "gaussian/x2y_resid_var" in metrics
     assert os.path.exists(tmp_path / "figures" / "x2y_scatter.png")
+
+    # The constants from the config, under names that do not read as measurements.
+    assert "gaussian/wyner_ci" not in metrics
+    assert metrics["gaussian/rho"] == approx(0.7)
+    assert metrics["gaussian/closed_form/wyner_ci"] == approx(
+        config.data.dim * 0.5 * math.log((1 + 0.7) / (1 - 0.7))
+    )
+
+    # The measurement, recomputed from samples drawn here through the model's own x2y.
+    model, state, dataset, _ = trainer.restore_for_eval(config, str(tmp_path))
+    state = parallel.local_copy(state)
+    k_x2y = jax.random.split(jax.random.PRNGKey(runner.EVAL_SEED), 4)[0]
+    x = dataset.test.x
+    y_gen = runner.Inference(model, state, config).x2y(x, k_x2y)
+    assert y_gen.shape == x.shape == (500, config.data.dim)
+    slope, resid = _numpy_slope_and_residual_variance(x, y_gen)
+    # Float64 sums over the N = 500 rows on both sides; the samples themselves are the same
+    # float32 numbers (same program, inputs and key).
+    n = len(x)
+    assert metrics["gaussian/x2y_slope"] == approx(slope, dtype=np.float64, depth=n)
+    assert metrics["gaussian/x2y_resid_var"] == approx(resid, dtype=np.float64, depth=n)
+    # The samples are not the data's y: the fit of the data's own y on x (slope ≈ rho) is a
+    # different number, so reporting it instead would fail above.
+    data_slope, _ = _numpy_slope_and_residual_variance(x, dataset.test.y)
+    assert abs(data_slope - slope) > 0.05, (data_slope, slope)
+    # The draw above goes through the evaluation's own batching (a random order, put back in
+    # place), so a misplacement there would pass it: a row-wise function through the same
+    # helper must come back in row order.
+    doubled = runner.batched(lambda a, key: 2.0 * a, (x,), config.eval.batch_size, k_x2y)
+    np.testing.assert_array_equal(doubled, 2.0 * x)

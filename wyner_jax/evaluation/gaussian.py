@@ -49,6 +49,8 @@ def wyner_common_information_gaussian(rho: float, dim: int = 1) -> float:
 
     Per coordinate pair with correlation rho it is ½ log((1 + |rho|) / (1 - |rho|)) =
     artanh(|rho|); independent coordinates add, hence the factor `dim`. Infinite for |rho| = 1.
+    The evaluation reports it as ``gaussian/closed_form/wyner_ci``: a function of the config's
+    rho, not a measurement of the model.
     """
     r = abs(float(rho))
     if r > 1.0:
