@@ -162,6 +162,10 @@ def test_gaussian_run_reports_the_regression_of_its_own_x2y_samples(tmp_path):
     n = len(x)
     assert metrics["gaussian/x2y_slope"] == approx(slope, dtype=np.float64, depth=n)
     assert metrics["gaussian/x2y_resid_var"] == approx(resid, dtype=np.float64, depth=n)
+    # y→x and the joint samples are measured the same way (their functions are tested alone
+    # in test_evaluation.py); a joint sample's variances are positive.
+    assert {"gaussian/y2x_slope", "gaussian/y2x_resid_var", "gaussian/joint_cov_xy"} <= set(metrics)
+    assert metrics["gaussian/joint_var_x"] > 0 and metrics["gaussian/joint_var_y"] > 0
     # The samples are not the data's y: the fit of the data's own y on x (slope ≈ rho) is a
     # different number, so reporting it instead would fail above.
     data_slope, _ = _numpy_slope_and_residual_variance(x, dataset.test.y)

@@ -10,6 +10,7 @@ from wyner_jax.evaluation import (
     add_one,
     coherence,
     image_grid,
+    joint_covariance,
     linear_probe_accuracy,
     regression_slope_and_residual_variance,
     save_png,
@@ -91,6 +92,20 @@ def test_gaussian_slope_and_residual_variance():
     slope, resid = regression_slope_and_residual_variance(x[:, 0], y)
     assert slope == approx(2.0, dtype=np.float64, depth=n)
     assert resid == pytest.approx(0.0, abs=tolerance(y, dtype=np.float64, depth=n) ** 2)
+
+
+def test_joint_covariance_against_numpy_cov():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(500, 3)) * [1.0, 2.0, 0.5]
+    y = 0.3 * x + rng.normal(size=(500, 3)) + 4.0  # a mean shift changes no moment
+    got = joint_covariance(x, y)
+    covs = [np.cov(x[:, d], y[:, d], ddof=0) for d in range(3)]
+    n = len(x)
+    assert got["var_x"] == approx(np.mean([c[0, 0] for c in covs]), dtype=np.float64, depth=n)
+    assert got["var_y"] == approx(np.mean([c[1, 1] for c in covs]), dtype=np.float64, depth=n)
+    assert got["cov_xy"] == approx(np.mean([c[0, 1] for c in covs]), dtype=np.float64, depth=n)
+    with pytest.raises(ValueError, match="paired samples"):
+        joint_covariance(x, y[:10])
 
 
 def test_wyner_common_information_gaussian():

@@ -6,6 +6,7 @@ from wyner_jax.evaluation.figures import image_grid, save_png, scatter_plot
 from wyner_jax.evaluation.frechet import conditional_frechet_distance, frechet_distance
 from wyner_jax.evaluation.gaussian import (
     gaussian_conditional_closed_form,
+    joint_covariance,
     regression_slope_and_residual_variance,
     wyner_common_information_gaussian,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "fit_linear_probe",
     "frechet_distance",
     "gaussian_conditional_closed_form",
+    "joint_covariance",
     "image_grid",
     "linear_probe_accuracy",
     "mean_average_precision",

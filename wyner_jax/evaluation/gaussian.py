@@ -39,6 +39,25 @@ def regression_slope_and_residual_variance(
     return float(slope.mean()), float(np.mean(resid**2, axis=0).mean())
 
 
+def joint_covariance(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Per-coordinate moments of joint samples (x, y) ~ p_model(x, y), averaged over coordinates.
+
+    Returns ``var_x``, ``var_y`` and ``cov_xy`` (divisor N). The data's joint law has
+    [[1, rho], [rho, 1]] per coordinate pair; the model's joint samples (z, u, v from the prior
+    through g_x, g_y) should match it.
+    """
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    if x.shape != y.shape or len(x) < 2:
+        raise ValueError(f"Need paired samples of one shape, got x {x.shape} and y {y.shape}.")
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    return {
+        "var_x": float(np.mean(xc**2)),
+        "var_y": float(np.mean(yc**2)),
+        "cov_xy": float(np.mean(xc * yc)),
+    }
+
+
 def gaussian_conditional_closed_form(rho: float) -> tuple[float, float]:
     """(slope, residual variance) = (rho, 1 - rho²) of the true p(y | x)."""
     return float(rho), float(1.0 - rho**2)

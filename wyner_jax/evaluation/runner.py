@@ -31,7 +31,9 @@ Metric names (all in ``metrics.json``):
 * ``retrieval/R@1_x2y``, ``retrieval/R@1_y2x``: pair Recall@1 on instance-paired images
   (``instance_retrieval.py``), or same-car Recall@1 on view-indexed pairs (Cars,
   ``view_eval.py``, with ``probe/azimuth_from_excl`` and ``probe/azimuth_from_shared``);
-* ``gaussian/x2y_slope``, ``gaussian/x2y_resid_var`` (Gaussian data: measured on x→y samples),
+* ``gaussian/x2y_slope``, ``gaussian/x2y_resid_var``, the same for y2x, and
+  ``gaussian/joint_var_x``, ``joint_var_y``, ``joint_cov_xy`` (Gaussian data: measured on x→y,
+  y→x and joint samples),
   with ``gaussian/rho`` and ``gaussian/closed_form/wyner_ci`` (dim·artanh|ρ|), which are not
   measurements: the data's correlation and Wyner's common information computed from the
   config, reported for reference.
@@ -53,6 +55,7 @@ from wyner_jax.evaluation.coherence import add_one, coherence
 from wyner_jax.evaluation.frechet import conditional_frechet_distance, frechet_distance
 from wyner_jax.evaluation.instance_retrieval import instance_retrieval_metrics
 from wyner_jax.evaluation.gaussian import (
+    joint_covariance,
     regression_slope_and_residual_variance,
     wyner_common_information_gaussian,
 )
@@ -347,10 +350,16 @@ def evaluate(
             metrics["coherence/joint"] = coherence(ly, target_labels(dataset, lx))
         metrics.update(frechet_metrics(dataset, clf, gen, test))
 
-    if dataset.name == "gaussian" and "x2y" in gen:
-        slope, resid = regression_slope_and_residual_variance(test.x, gen["x2y"])
-        metrics["gaussian/x2y_slope"] = float(slope)
-        metrics["gaussian/x2y_resid_var"] = float(resid)
+    if dataset.name == "gaussian":
+        # Closed forms: slopes rho, residual variances 1 - rho², joint [[1, rho], [rho, 1]].
+        for direction, cond in (("x2y", test.x), ("y2x", test.y)):
+            if direction in gen:
+                slope, resid = regression_slope_and_residual_variance(cond, gen[direction])
+                metrics[f"gaussian/{direction}_slope"] = float(slope)
+                metrics[f"gaussian/{direction}_resid_var"] = float(resid)
+        if "joint" in gen:
+            for k, v in joint_covariance(*gen["joint"]).items():
+                metrics[f"gaussian/joint_{k}"] = v
         metrics["gaussian/rho"] = float(config.data.rho)
         # From the config, not from the model: named closed_form/ so nobody reads it as an
         # estimate (the trained CI estimate is gen/var_ci in the training log).
