@@ -1,15 +1,17 @@
 """Sketchy Extended: loader, split checks, malformed inputs, class-matched pairing, the
-retrieval additions (vs brute force) and a short end-to-end run on the synthetic fixture."""
+retrieval additions (vs brute force), the fixture's learnability (a ridge map) and short
+end-to-end runs on the synthetic fixture that must retrieve the unseen classes."""
 
 import os
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from configs import iiae_sketchy, sketchy
-from wyner_jax import data, trainer
+from wyner_jax import data, parallel, trainer
 from wyner_jax.data.sketchy import (
     SPLIT1_TEST_CLASSES,
     SPLIT2_TEST_CLASSES,
@@ -17,22 +19,30 @@ from wyner_jax.data.sketchy import (
     tfds_builder_class,
 )
 from wyner_jax.evaluation.retrieval import (
+    average_precision,
     average_precision_at_k,
     per_class_average_precision,
     retrieval_metrics,
     retrieval_per_query,
 )
 
+from tests.tolerances import approx, assert_close, sampling_tolerance, tolerance
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from make_sketchy_fixture import make_fixture  # noqa: E402
+from make_sketchy_fixture import CLASS_DIM, LEARNABLE_TRAIN_CLASSES, make_fixture  # noqa: E402
+
+# The shared fixture: more training classes (32) than the fixture's class space has
+# dimensions (16), so a map learnt on the training classes transfers to the unseen ones.
+NUM_TRAIN_CLASSES = LEARNABLE_TRAIN_CLASSES
+PER_CLASS = 6
 
 
 @pytest.fixture(scope="module")
 def fixture_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sketchy")
-    make_fixture(str(out), split=1)
+    make_fixture(str(out), split=1, num_train_classes=NUM_TRAIN_CLASSES, per_class=PER_CLASS)
     return str(out)
 
 
@@ -50,14 +60,17 @@ def test_loader_reads_the_released_layout(fixture_dir):
     names = ds.class_names
     test_names = {names[c] for c in ds.test_classes}
     assert test_names == set(SPLIT1_TEST_CLASSES)
-    assert len(ds.train_classes) == 8 and ds.num_classes == 33
-    assert ds.retrieval_x.shape == (25 * 6, 512) and ds.retrieval_y.shape == (25 * 6, 512)
+    assert NUM_TRAIN_CLASSES > CLASS_DIM
+    assert len(ds.train_classes) == NUM_TRAIN_CLASSES and ds.num_classes == NUM_TRAIN_CLASSES + 25
+    assert len(ds.train_x_pool) == len(ds.train_y_pool) == NUM_TRAIN_CLASSES * PER_CLASS
+    assert ds.retrieval_x.shape == ds.retrieval_y.shape == (25 * PER_CLASS, 512)
     assert set(ds.retrieval_label_x) == set(ds.test_classes)
     # class-matched fixed pairings in train / test
     np.testing.assert_array_equal(ds.train.label_x, ds.train.label_y)
     np.testing.assert_array_equal(ds.test.label_x, ds.test.label_y)
-    np.testing.assert_allclose(ds.x_std, ds.train_x_pool.std(0), rtol=1e-4)
-    np.testing.assert_allclose(ds.y_std, ds.train_y_pool.std(0), rtol=1e-4)
+    # float64 references: the only rounding allowed is the cast of the std to float32
+    assert_close(ds.x_std, ds.train_x_pool.astype(np.float64).std(0))
+    assert_close(ds.y_std, ds.train_y_pool.astype(np.float64).std(0))
 
 
 def test_photo_names_and_split2(tmp_path):
@@ -161,7 +174,8 @@ def test_pairing_is_class_matched_deterministic_and_cycles_classes(fixture_dir):
         labels = ds.train_batch(step, C, seed=0)["label_x"]
         assert sorted(labels) == sorted(ds.train_classes)
     # B < C: consecutive steps walk through a shuffled cycle of the classes
-    stream = np.concatenate([ds.train_batch(s, 4, seed=0)["label_x"] for s in range(4)])
+    assert C % 4 == 0
+    stream = np.concatenate([ds.train_batch(s, 4, seed=0)["label_x"] for s in range(2 * C // 4)])
     assert sorted(stream[:C]) == sorted(ds.train_classes)
     assert sorted(stream[C:]) == sorted(ds.train_classes)
     # rows really are of the labelled class
@@ -208,17 +222,92 @@ def test_map_at_k_and_per_class_ap_match_brute_force():
     for k in (1, 7, 40):
         want = brute_force_map_at_k(queries, gallery, ql, gl, k)
         per_q = retrieval_per_query(queries, gallery, ql, gl, ks=(k,), map_ks=(k,), chunk_size=5)
-        np.testing.assert_allclose(per_q[f"mAP@{k}"], want, atol=1e-6)
+        # float32 sums of k terms in [0, 1] against float64
+        assert_close(per_q[f"mAP@{k}"], want, depth=k, scale=1.0)
         m = retrieval_metrics(queries, gallery, ql, gl, ks=(k,), map_ks=(k,))
-        assert m[f"mAP@{k}"] == pytest.approx(want.mean(), abs=1e-6)
+        assert m[f"mAP@{k}"] == approx(want.mean(), depth=k, scale=1.0)
     # per-class AP = mean plain AP of each class's queries
     ap = per_q["mAP@all"]
     classes, per_class = per_class_average_precision(ap, ql)
     for c, v in zip(classes, per_class):
-        assert v == pytest.approx(np.nanmean(ap[ql == c]))
-    assert np.nanmean(ap) == pytest.approx(m["mAP@all"], abs=1e-6)
+        assert v == approx(np.nanmean(ap[ql == c]), depth=len(ql), scale=1.0)
+    assert np.nanmean(ap) == approx(m["mAP@all"], depth=len(ql), scale=1.0)
     rel = np.array([[1, 0, 1, 1]], bool)
-    assert float(average_precision_at_k(rel, 4)[0]) == pytest.approx((1 + 2 / 3 + 3 / 4) / 4)
+    assert float(average_precision_at_k(rel, 4)[0]) == approx((1 + 2 / 3 + 3 / 4) / 4, depth=4)
+
+
+# ----------------------------------------------------------------------------- learnability
+
+
+def chance_map(query_labels, gallery_labels) -> float:
+    """Expected mAP@all (plain AP) of a uniformly random ranking, from the class counts.
+
+    For a query with R relevant items among N, precision at rank k counts the relevant
+    items in the top k; over random permutations E[rel_k] = R/N and E[rel_j rel_k] =
+    R(R-1)/(N(N-1)) for j != k, so E[AP] = (H_N + (R-1)/(N-1) · (N - H_N)) / N with H_N the
+    N-th harmonic number (R/N + O(log N / N)). Averaged over the queries with R > 0, as
+    mAP@all is.
+    """
+    ql, gl = np.asarray(query_labels), np.asarray(gallery_labels)
+    n = len(gl)
+    h = np.sum(1.0 / np.arange(1, n + 1))
+    r = (gl[None, :] == ql[:, None]).sum(1).astype(np.float64)
+    ap = (h + (r - 1) / (n - 1) * (n - h)) / n
+    return float(ap[r > 0].mean())
+
+
+def test_chance_map_is_the_mean_ap_of_random_rankings():
+    # Unequal classes (1 to 9 gallery items) and a query class absent from the gallery.
+    gl = np.repeat(np.arange(9), np.arange(1, 10))
+    ql = np.concatenate([np.arange(10), np.arange(9)])
+    rng = np.random.default_rng(0)
+    reps = 400
+    order = np.argsort(rng.random((reps * len(ql), len(gl))), axis=1)
+    rel = gl[order] == np.tile(ql, reps)[:, None]
+    ap = np.asarray(average_precision(rel))
+    ap = ap[~np.isnan(ap)]
+    assert len(ap) == reps * 18
+    assert chance_map(ql, gl) == pytest.approx(ap.mean(), abs=sampling_tolerance(ap.std(), len(ap)))
+    # one class per item: AP = 1/rank, so chance = H_N / N; every item relevant: 1
+    assert chance_map(np.arange(5), np.arange(5)) == approx(np.sum(1 / np.arange(1, 6)) / 5)
+    assert chance_map(np.zeros(3), np.zeros(7)) == approx(1.0)
+
+
+# A ridge map fit on the training classes retrieves the unseen test classes with mAP@all
+# 0.94 (fixture seeds 0, 1, 2: 0.94, 0.92, 0.95; chance 0.070). With as many training
+# classes as the class space has dimensions (16) it gets 0.64-0.81, with 8 (the old
+# fixture) 0.38-0.41: the training centres span only part of the class space.
+RIDGE_MIN_MAP = 0.8
+RIDGE = 10.0  # λ of the ridge, against X^T X of trace ~1.25 · 512 · 192
+
+
+def ridge_retrieval(ds) -> tuple[float, float]:
+    """mAP@all of test sketches mapped by a ridge regression x -> y (closed form, float64,
+    fit on the loader's class-matched train pairs) against the test photos, and of the raw
+    sketch features against the photos."""
+    x, y = ds.train.x.astype(np.float64), ds.train.y.astype(np.float64)
+    mx, my = x.mean(0), y.mean(0)
+    xc = x - mx
+    w = np.linalg.solve(xc.T @ xc + RIDGE * np.eye(x.shape[1]), xc.T @ (y - my))
+    mapped = (ds.retrieval_x - mx) @ w + my
+    labels = ds.retrieval_label_x, ds.retrieval_label_y
+    ridge = retrieval_metrics(mapped, ds.retrieval_y, *labels, ks=(1,))["mAP@all"]
+    raw = retrieval_metrics(ds.retrieval_x, ds.retrieval_y, *labels, ks=(1,))["mAP@all"]
+    return ridge, raw
+
+
+def test_fixture_is_learnable_a_ridge_map_from_train_classes_retrieves_test_classes(
+    fixture_dir,
+):
+    ds = load_sketchy(fixture_dir, split=1, use_tfds=False)
+    assert not set(ds.train_classes) & set(ds.test_classes)
+    chance = chance_map(ds.retrieval_label_x, ds.retrieval_label_y)
+    ridge, raw = ridge_retrieval(ds)
+    assert ridge >= RIDGE_MIN_MAP > 10 * chance, (ridge, chance)
+    # The raw features are not comparable across the domains (two different extractors):
+    # retrieval needs the learnt map, so an identity embedding stays below the end-to-end
+    # thresholds.
+    assert raw < min(E2E_MIN_MAP.values()), (raw, chance)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -238,35 +327,59 @@ def test_configs():
 # ----------------------------------------------------------------------------- end to end
 
 
-def tiny(config, fixture_dir, batch):
+def tiny(config, fixture_dir, batch, steps=4):
     config.data.dir = fixture_dir
-    config.train.num_steps = 4
+    config.train.num_steps = steps
     config.train.batch_size = batch
     config.eval.batch_size = 50  # divides the 150 test rows: one shape, one compile
     config.eval.num_joint_samples = 64
-    config.train.log_every = 2
-    config.train.checkpoint_every = 4
+    # Several steps per compiled call, one log and one checkpoint at the end: few
+    # dispatches. With one step per call, 500 4-device steps on a 2-core machine loaded by
+    # other processes aborted in 5 of 12 runs, each right after the log of step 250, on
+    # XLA:CPU's 40 s all-reduce rendezvous timeout (4 participants, 3 or 2 arrived).
+    config.train.steps_per_call = min(steps, 50)
+    config.train.log_every = config.train.checkpoint_every = steps
     config.eval.retrieval_ks = (100,)
     config.eval.retrieval_map_ks = (50,)
     return config
 
 
+# Training steps of the end-to-end runs and the mAP@all on the unseen classes they must reach.
+# Batch 32 = the number of training classes (every class once per step, the IIAE reference's
+# batch). Chance is 0.070 (150 photos, 6 per class) and the raw features give 0.16 (see the
+# ridge test above). Measured in this suite's set-up (conftest's XLA flags) on a 2-core AMD
+# EPYC (AVX2, no AVX-512), config seeds 1, 2, 3 (seed 1 is the test's):
+#   wyner, one device, 700 steps: 0.50, 0.63, 0.62 (500 steps: 0.29, 0.37, 0.43, and 0.27 to
+#     0.53 on four devices or without the test's flags: adversarial training amplifies
+#     rounding differences). Networks of width 32: 0.28 after 1000 steps.
+#   iiae, four devices, 150 steps: 0.67, 0.66, 0.64 (100 steps: 0.57; width 32: 0.30).
+E2E_STEPS = {"wyner": 700, "iiae": 150}
+E2E_MIN_MAP = {"wyner": 0.3, "iiae": 0.4}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["wyner", "iiae"])
-def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which):
+def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which, monkeypatch):
     if which == "wyner":
-        config = tiny(sketchy.get_config(), fixture_dir, 8)
+        # One device: a Wyner step on the 4 fake devices costs twice the CPU time; the
+        # 4-device loop is run by the IIAE case below, and the Wyner step is compared on one
+        # and four devices in test_wyner_model.py.
+        one_device = parallel.make_mesh(jax.devices()[:1])
+        monkeypatch.setattr(parallel, "make_mesh", lambda devices=None: one_device)
+        config = tiny(sketchy.get_config(), fixture_dir, 32, E2E_STEPS[which])
         m = config.model.mlp
-        m.encoder_features, m.decoder_hidden, m.disc_features = 32, (16,), 32
-        config.model.disc.hidden_dim = 16
-        config.model.dz, config.model.du, config.model.dv = 8, 4, 4
-        # Only the terms that train f_x and f_y (retrieval needs z_x, z_y): fewer terms, a
-        # faster compile; the metrics' presence is the point, not their values.
+        m.encoder_features, m.decoder_hidden, m.disc_features = 128, (64,), 128
+        config.model.disc.hidden_dim = 64
+        config.model.dz, config.model.du, config.model.dv = 16, 4, 4
+        # Only the terms that train f_x and f_y (retrieval needs z_x, z_y): the conditional
+        # matchings cx2y and cy2x, which align f_x(sketch), f_y(photo) and f_xy; fewer terms,
+        # a faster compile and step. The reference's lr 1e-4 needs thousands of steps here.
         lam = config.loss.lambdas
         for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
             lam[k] = 0.0
         lam.j_rec_zuv = lam.j = lam.c = 0.0
         lam.var_ci = -1.0
+        config.optim.lr_generator = config.optim.lr_discriminator = 3e-3
         # Images for the top-10 figure: one small PNG per test sketch and photo path.
         ds = data.build(config.data)
         root = tmp_path / "images"
@@ -277,10 +390,12 @@ def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which):
         config.data.image_root = str(root)
         config.data.sketch_subdir, config.data.photo_subdir = "sk", "ph"
     else:
-        config = tiny(iiae_sketchy.get_config(), fixture_dir, 8)
+        config = tiny(iiae_sketchy.get_config(), fixture_dir, 32, E2E_STEPS[which])
         c = config.iiae
-        c.hidden, c.joint_hidden, c.decoder_hidden = (32,), (32,), 16
-        c.shared_dim, c.exclusive_dim = 8, 4
+        c.hidden, c.joint_hidden, c.decoder_hidden = (128,), (128,), 64
+        c.shared_dim, c.exclusive_dim = 16, 4
+        c.lr, c.anneal_steps = 1e-3, 100.0
+        ds = load_sketchy(fixture_dir, split=1, use_tfds=False)
     metrics = trainer.train_and_evaluate(config, str(tmp_path))
     for key in (
         "retrieval/mAP@all",
@@ -289,7 +404,13 @@ def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which):
         "retrieval/mAP@50",
     ):
         assert 0.0 <= metrics[key] <= 1.0, key
-    assert metrics["retrieval/mAP@all_interp"] >= metrics["retrieval/mAP@all"] - 1e-6
+    # The unseen classes are retrieved well above chance (computed from the class counts).
+    chance = chance_map(ds.retrieval_label_x, ds.retrieval_label_y)
+    assert E2E_MIN_MAP[which] >= 2.5 * chance
+    assert metrics["retrieval/mAP@all"] >= E2E_MIN_MAP[which], (metrics, chance)
+    # interpolation raises every precision: float32 sums over the 150 ranks of each query
+    slack = tolerance(1.0, depth=150)
+    assert metrics["retrieval/mAP@all_interp"] >= metrics["retrieval/mAP@all"] - slack
     assert not any(k.startswith("probe/") for k in metrics)
     assert os.path.getsize(tmp_path / "figures" / "retrieval_per_class_ap.png") > 1000
     if which == "wyner":
@@ -299,7 +420,8 @@ def test_train_and_evaluate_on_the_fixture(tmp_path, fixture_dir, which):
         os.remove(tmp_path / "metrics.json")
         again = trainer.evaluate_checkpoint(config, str(tmp_path))
         for key in ("retrieval/mAP@all", "retrieval/P@100"):
-            assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
+            # a mean over the 150 queries of numbers in [0, 1]
+            assert again[key] == approx(metrics[key], depth=150, scale=1.0), key
         assert os.path.exists(tmp_path / "metrics.json")
 
 
