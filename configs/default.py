@@ -188,6 +188,11 @@ def get_config():
     config.optim.eps = 1e-8
     config.optim.amsgrad = True
     config.optim.clip_grad_norm = -1.0  # > 0 clips each network's gradient norm
+    # Learning rate: constant (the reference), or held until decay_from·num_steps and then
+    # decayed linearly to 0 at num_steps ('linear_tail'), which lets an oscillating
+    # adversarial game settle before the final evaluation.
+    config.optim.schedule = "constant"  # constant | linear_tail
+    config.optim.decay_from = 0.5
 
     config.ema = ml_collections.ConfigDict()
     config.ema.decay = 0.999

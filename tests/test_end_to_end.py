@@ -175,3 +175,32 @@ def test_gaussian_run_reports_the_regression_of_its_own_x2y_samples(tmp_path):
     # helper must come back in row order.
     doubled = runner.batched(lambda a, key: 2.0 * a, (x,), config.eval.batch_size, k_x2y)
     np.testing.assert_array_equal(doubled, 2.0 * x)
+
+    # The CI under instance noise: the closed form is the config's, the discriminator's
+    # estimate is the mean of the model's ci_estimate over the test rows (batch means weighted
+    # by batch sizes, the key folded per batch as the evaluation does).
+    from wyner_jax.evaluation.gaussian import wyner_ci_under_instance_noise
+
+    noise = config.loss.instance_noise
+    assert metrics["gaussian/closed_form/ci_under_instance_noise"] == approx(
+        config.data.dim * wyner_ci_under_instance_noise(0.7, noise.xy, noise.z)
+    )
+    k_ci = jax.random.fold_in(jax.random.PRNGKey(runner.EVAL_SEED), 5)
+    bs, y = config.eval.batch_size, dataset.test.y
+    values = [
+        (
+            float(
+                model.ci_estimate(state, x[s : s + bs], y[s : s + bs], jax.random.fold_in(k_ci, i))
+            ),
+            len(x[s : s + bs]),
+        )
+        for i, s in enumerate(range(0, n, bs))
+    ]
+    want = sum(v * m for v, m in values) / n
+    # jit vs eager of the same float32 program (depth: the discriminator's layers and a mean
+    # over a batch), scaled by the largest batch value.
+    assert metrics["gaussian/var_ci_estimate"] == approx(
+        want, depth=bs, scale=max(abs(v) for v, _ in values)
+    )
+    assert len({round(v, 6) for v, _ in values}) > 1  # batches differ: not one value repeated
+    assert np.isfinite(metrics["gaussian/ci_gaussian_fit"])

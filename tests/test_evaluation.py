@@ -9,6 +9,7 @@ from wyner_jax.data import load_digits_add1
 from wyner_jax.evaluation import (
     add_one,
     coherence,
+    gaussian_mutual_information,
     image_grid,
     joint_covariance,
     linear_probe_accuracy,
@@ -16,6 +17,7 @@ from wyner_jax.evaluation import (
     save_png,
     scatter_plot,
     train_image_classifier,
+    wyner_ci_under_instance_noise,
     wyner_common_information_gaussian,
 )
 
@@ -113,10 +115,68 @@ def test_wyner_common_information_gaussian():
     want = 0.5 * np.log(1.7 / 0.3)
     assert wyner_common_information_gaussian(0.7) == approx(want, dtype=np.float64, depth=4)
     want = 1.5 * np.log(1.7 / 0.3)
-    assert wyner_common_information_gaussian(-0.7, dim=3) == approx(
-        want, dtype=np.float64, depth=4
-    )
+    assert wyner_common_information_gaussian(-0.7, dim=3) == approx(want, dtype=np.float64, depth=4)
     assert wyner_common_information_gaussian(0.0) == 0.0
+
+
+def _wyner_noisy_covariance(rho, sigma_xy, sigma_z):
+    """Covariance of (X', Y', Z') for X = √ρ Z + √(1−ρ) U, Y = √ρ Z + √(1−ρ) V, noise added:
+    written entry by entry from the model, independently of the closed form's derivation."""
+    a = np.sqrt(rho)
+    return np.array(
+        [
+            [1 + sigma_xy**2, rho, a],
+            [rho, 1 + sigma_xy**2, a],
+            [a, a, 1 + sigma_z**2],
+        ]
+    )
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.5, 0.7, 0.9, -0.5])
+@pytest.mark.parametrize("sigma_xy,sigma_z", [(0.0, 0.0), (0.1, 0.25), (0.25, 0.25), (0.5, 0.0)])
+def test_ci_under_instance_noise_equals_the_log_det_of_the_noisy_covariance(rho, sigma_xy, sigma_z):
+    r = abs(rho)
+    if sigma_xy == sigma_z == 0.0:
+        want = np.arctanh(r)  # no noise: Wyner's common information itself
+    else:
+        cov = _wyner_noisy_covariance(r, sigma_xy, sigma_z)
+        det = np.linalg.det  # a 3×3 and 2×2 determinant, no log-det helper shared with the code
+        want = 0.5 * np.log(det(cov[:2, :2]) * cov[2, 2] / det(cov))
+    got = wyner_ci_under_instance_noise(rho, sigma_xy, sigma_z)
+    assert got == approx(want, dtype=np.float64, depth=8)
+    assert wyner_ci_under_instance_noise(rho, sigma_xy, sigma_z, dim=3) == approx(
+        3 * want, dtype=np.float64, depth=8
+    )
+    # Noise only loses information (data processing): never above C(X; Y).
+    assert got <= wyner_common_information_gaussian(rho) * (1 + 1e-12)
+
+
+def test_ci_under_instance_noise_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="strictly inside"):
+        wyner_ci_under_instance_noise(1.0, 0.1, 0.1)
+    with pytest.raises(ValueError, match=">= 0"):
+        wyner_ci_under_instance_noise(0.5, -0.1, 0.1)
+
+
+def test_gaussian_mutual_information_on_samples_of_the_wyner_model():
+    rho, sigma_xy, sigma_z, n = 0.7, 0.1, 0.25, 400_000
+    rng = np.random.default_rng(3)
+    z, u, v = rng.normal(size=(3, n, 1))
+    x = np.sqrt(rho) * z + np.sqrt(1 - rho) * u + sigma_xy * rng.normal(size=(n, 1))
+    y = np.sqrt(rho) * z + np.sqrt(1 - rho) * v + sigma_xy * rng.normal(size=(n, 1))
+    zn = z + sigma_z * rng.normal(size=(n, 1))
+    got = gaussian_mutual_information(np.concatenate([x, y], 1), zn)
+    # The plug-in estimate's standard error is about √(k/n) nats for k ≈ the joint dimension;
+    # five of them.
+    assert got == pytest.approx(
+        wyner_ci_under_instance_noise(rho, sigma_xy, sigma_z), abs=sampling_tolerance(np.sqrt(3), n)
+    )
+    # Independent blocks carry no information.
+    assert gaussian_mutual_information(x, rng.normal(size=(n, 2))) == pytest.approx(
+        0.0, abs=sampling_tolerance(np.sqrt(3), n)
+    )
+    with pytest.raises(ValueError, match="more paired rows"):
+        gaussian_mutual_information(x[:2], zn[:2])
 
 
 def test_image_grid_and_png(tmp_path):

@@ -325,3 +325,46 @@ def test_ratio_head_blocks_are_drawn_with_the_whole_kernels_xavier_bound():
         assert w.std() == pytest.approx(
             sigma, rel=0, abs=sampling_tolerance(sigma * np.sqrt(0.2), w.size)
         )
+
+
+def test_linear_tail_learning_rate_schedule():
+    """optim.schedule='linear_tail': lr until decay_from·num_steps, then linearly to 0."""
+    import ml_collections
+
+    from wyner_jax.models.wyner import learning_rate, make_optimizer
+
+    o = ml_collections.ConfigDict(
+        dict(
+            name="adam",
+            b1=0.5,
+            b2=0.999,
+            eps=1e-8,
+            amsgrad=True,
+            clip_grad_norm=-1.0,
+            schedule="linear_tail",
+            decay_from=0.6,
+        )
+    )
+    sched = learning_rate(o, 1e-3, 1000)
+    for step, want in ((0, 1e-3), (600, 1e-3), (800, 5e-4), (1000, 0.0), (1200, 0.0)):
+        assert float(sched(step)) == approx(want, scale=1e-3), step
+    o.schedule = "constant"
+    assert learning_rate(o, 1e-3, 1000) == 1e-3
+    # The optimizer applies it. With a constant gradient Adam's step is lr (bias-corrected
+    # m/√v = 1): the 10th of 10 updates (count 9) uses 1e-3·(1 − 3/4); past the end, 0.
+    o.schedule = "linear_tail"
+    opt = make_optimizer(o, 1e-3, 10)
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.ones(3)}
+    state = opt.init(params)
+    steps = []
+    for _ in range(11):
+        update, state = opt.update(grads, state, params)
+        steps.append(float(jnp.abs(update["w"]).max()))
+    assert steps[0] == approx(1e-3, depth=10) and steps[9] == approx(2.5e-4, depth=10, scale=1e-3)
+    assert steps[10] == 0.0
+    o.decay_from = 1.0
+    with pytest.raises(ValueError, match="decay_from"):
+        learning_rate(o, 1e-3, 1000)
+    o.schedule = "cosine"
+    with pytest.raises(ValueError, match="constant' or 'linear_tail"):
+        learning_rate(o, 1e-3, 1000)

@@ -6,8 +6,10 @@ from wyner_jax.evaluation.figures import image_grid, save_png, scatter_plot
 from wyner_jax.evaluation.frechet import conditional_frechet_distance, frechet_distance
 from wyner_jax.evaluation.gaussian import (
     gaussian_conditional_closed_form,
+    gaussian_mutual_information,
     joint_covariance,
     regression_slope_and_residual_variance,
+    wyner_ci_under_instance_noise,
     wyner_common_information_gaussian,
 )
 from wyner_jax.evaluation.probe import fit_linear_probe, linear_probe_accuracy
@@ -29,6 +31,7 @@ __all__ = [
     "fit_linear_probe",
     "frechet_distance",
     "gaussian_conditional_closed_form",
+    "gaussian_mutual_information",
     "joint_covariance",
     "image_grid",
     "linear_probe_accuracy",
@@ -40,5 +43,6 @@ __all__ = [
     "retrieval_metrics",
     "save_png",
     "scatter_plot",
+    "wyner_ci_under_instance_noise",
     "wyner_common_information_gaussian",
 ]

@@ -75,3 +75,53 @@ def wyner_common_information_gaussian(rho: float, dim: int = 1) -> float:
     if r > 1.0:
         raise ValueError(f"rho is a correlation and must lie in [-1, 1], got {rho}.")
     return float("inf") if r == 1.0 else dim * float(np.arctanh(r))
+
+
+def wyner_ci_under_instance_noise(
+    rho: float, sigma_xy: float, sigma_z: float, dim: int = 1
+) -> float:
+    """I(X', Y'; Z') in nats for Wyner's optimal Z, seen through the CI discriminator's noise.
+
+    The CI estimator (λ_var_ci, wyner-model.md §2.3) separates q(x, y, z) from q(x, y) q(z)
+    with instance noise on every input: X' = X + σ_xy ε₁, Y' = Y + σ_xy ε₂, Z' = Z + σ_z ε₃.
+    What a perfect estimator reports for the Wyner-optimal encoder is therefore this number,
+    not C(X; Y) = artanh|ρ|.
+
+    Per coordinate pair, the optimal Z ~ N(0, 1) gives X = √|ρ| Z + √(1 − |ρ|) U and
+    Y = ±√|ρ| Z + √(1 − |ρ|) V with U, V independent N(0, 1). Given Z, X' and Y' are two
+    independent observations of √|ρ| Z with noise variance s = 1 − |ρ| + σ_xy², so
+    Var(Z | X', Y') = s / (s + 2|ρ|), and
+
+        I(X', Y'; Z') = ½ log[(1 + σ_z²) / (σ_z² + s / (s + 2|ρ|))].
+
+    At σ_xy = σ_z = 0 this is ½ log((1 + |ρ|) / (1 − |ρ|)) = artanh|ρ|. Independent
+    coordinates add, hence ``dim``. It assumes Z scaled to the prior N(0, 1), which the joint
+    matching enforces (noise on Z makes the value scale-dependent).
+    """
+    r = abs(float(rho))
+    if r >= 1.0:
+        raise ValueError(f"rho must lie strictly inside (-1, 1), got {rho}.")
+    if sigma_xy < 0 or sigma_z < 0:
+        raise ValueError(f"noise scales must be >= 0, got sigma_xy={sigma_xy}, sigma_z={sigma_z}.")
+    s = 1.0 - r + sigma_xy**2
+    posterior_var = s / (s + 2.0 * r)
+    if sigma_z == 0.0 and posterior_var == 0.0:
+        return float("inf")
+    return dim * 0.5 * float(np.log((1.0 + sigma_z**2) / (sigma_z**2 + posterior_var)))
+
+
+def gaussian_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    """I(A; B) in nats of the Gaussian with the samples' covariance: ½ log(|Σ_A||Σ_B| / |Σ|).
+
+    Exact for jointly Gaussian (A, B); for other laws it is the information of the Gaussian
+    with the same second moments. Used on the model's own (x', y', z') draws as an estimate of
+    the CI that does not go through the trained discriminator.
+    """
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    if len(a) != len(b) or len(a) <= a.shape[1] + b.shape[1]:
+        raise ValueError(f"Need more paired rows than dimensions, got {a.shape} and {b.shape}.")
+    cov = np.cov(np.concatenate([a, b], axis=1), rowvar=False, ddof=0)
+    k = a.shape[1]
+    logdet_a, logdet_b, logdet = (np.linalg.slogdet(m)[1] for m in (cov[:k, :k], cov[k:, k:], cov))
+    return 0.5 * float(logdet_a + logdet_b - logdet)

@@ -715,8 +715,29 @@ class WynerState:
     ema_params: Any
 
 
-def make_optimizer(o, lr: float) -> optax.GradientTransformation:
-    """Adam with amsgrad, betas (0.5, 0.999) by default (§3.1), or RMSprop."""
+def learning_rate(o, lr: float, num_steps: int) -> optax.ScalarOrSchedule:
+    """``config.optim.schedule``: 'constant' (the reference) or 'linear_tail' (lr until
+    ``decay_from``·num_steps, then linearly to 0 at num_steps)."""
+    schedule = o.get("schedule", "constant")
+    if schedule == "constant":
+        return lr
+    if schedule == "linear_tail":
+        start = int(float(o.decay_from) * num_steps)
+        if not 0 <= start < num_steps:
+            raise ValueError(
+                f"config.optim.decay_from={o.decay_from} must lie in [0, 1): the decay starts "
+                f"at decay_from·train.num_steps and must end at num_steps ({num_steps})."
+            )
+        return optax.linear_schedule(lr, 0.0, num_steps - start, transition_begin=start)
+    raise ValueError(
+        f"config.optim.schedule must be 'constant' or 'linear_tail', got {schedule!r}."
+    )
+
+
+def make_optimizer(o, lr: float, num_steps: int = 1) -> optax.GradientTransformation:
+    """Adam with amsgrad, betas (0.5, 0.999) by default (§3.1), or RMSprop; learning rate
+    from ``learning_rate``."""
+    lr = learning_rate(o, lr, num_steps)
     if o.name == "adam":
         opt = (
             optax.amsgrad(lr, b1=o.b1, b2=o.b2, eps=o.eps)
@@ -795,8 +816,9 @@ class WynerModel:
                     "config.model.family='sentence' set --config.loss.recon_y=token_ce, "
                     "otherwise use l1, l2 or cosine."
                 )
-        self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator)
-        self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator)
+        steps = int(config.train.num_steps)
+        self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator, steps)
+        self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator, steps)
         self.compute_dtype = nets.check_compute_dtype(config.model.compute_dtype)
 
     # ------------------------------------------------------------------ randomness
@@ -1053,6 +1075,44 @@ class WynerModel:
 
     def reconstruct(self, variables, x, y):
         return self._apply(variables, x, y, method=WynerGenerator.reconstruct)
+
+    def ci_estimate(self, state: WynerState, x, y, key):
+        """The trained CI estimator's value E_q[T_var_ci] on (x, y): the generator's
+        ``gen/var_ci`` term (≈ I(X', Y'; Z'), the CI under instance noise, §2.3) averaged
+        over the rows given instead of one training batch.
+
+        It reads the networks the estimator was trained against: the raw (not EMA) generator
+        and the discriminator, as in a D step (batch statistics, instance noise on, fresh
+        encoder noise); nothing is written back.
+        """
+        if "var_ci" not in self.terms.ci:
+            raise ValueError(
+                "This run has no CI estimator (config.loss.lambdas.var_ci < 0 removes it)."
+            )
+        k_prior, k_enc, k_noise, k_perm = jax.random.split(key, 4)
+        with nets.compute_dtype(self.compute_dtype):
+            samples, _ = self.generator.apply(
+                {"params": state.gen_params, "batch_stats": state.gen_stats},
+                x,
+                y,
+                self.sample_priors(k_prior, x.shape[0]),
+                train=True,
+                recon=False,
+                rngs={"encoder_noise": k_enc},
+                mutable=["batch_stats"],
+            )
+            logits, _ = self.discriminator.apply(
+                {"params": state.disc_params, "batch_stats": state.disc_stats},
+                samples,
+                self.sigma_x,
+                self.sigma_y,
+                train=True,
+                noise=True,
+                detach_ci_features=True,
+                rngs={"noise": k_noise, "permute": k_perm},
+                mutable=["batch_stats"],
+            )
+        return losses.ci_penalty(nets.float32(logits["var_ci"][0]))
 
     def capabilities(self, state) -> set[str]:
         """Which inference methods this trained configuration supports (its networks exist)."""

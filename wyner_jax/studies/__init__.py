@@ -1,0 +1,1 @@
+"""Studies: several trainings, one table and one figure that answer one question."""
