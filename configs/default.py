@@ -86,6 +86,11 @@ def get_config():
     config.model.mlp.disc_hidden = ()
     config.model.mlp.disc_features = 1024
     config.model.mlp.disc_batchnorm = False
+    # BatchNorm in the generator's feature maps and decoders (the reference's
+    # --generator-feature-use-batchnorm / --generator-core-use-batchnorm, both on). With batch
+    # statistics every call normalises over its own batch, so g_y is a slightly different
+    # function on each sampling path; False removes it (mlp family).
+    config.model.mlp.generator_batchnorm = True
 
     config.model.conv = ml_collections.ConfigDict()
     config.model.conv.base = 32  # --base-cc; the decoder and discriminator use 2·base

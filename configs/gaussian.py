@@ -67,6 +67,10 @@ def get_config():
     for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
         lam[k] = 0.1
 
+    # The raw generator is evaluated: EMA of the weights of this oscillating game shrank the
+    # joint samples' variance (rho 0.5, 3,000 steps: joint_var_y 0.78 with decay 0.999, 0.98
+    # without; the issue's deterministic run: x2y slope/resid 0.36/0.36 with, 0.76/0.53 without).
+    config.ema.decay = 0.0
     config.optim.lr_generator = 2e-4
     config.optim.lr_discriminator = 2e-4
     config.train.batch_size = 256

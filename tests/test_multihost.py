@@ -5,11 +5,14 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
+import numpy as np
 import pytest
 
 from tests.test_end_to_end import ROOT, TINY
@@ -30,7 +33,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_two_processes(workdir: str) -> list[subprocess.CompletedProcess]:
+def start_two_processes(workdir: str, *args: str) -> list[subprocess.Popen]:
+    """train.py as 2 processes × 2 CPU devices on the tiny digits config; ``args`` are more
+    flags (later ones win)."""
     port = free_port()
     # The session's flags (conftest's and any the user set, e.g. --xla_cpu_max_isa) with two
     # devices a process instead of four.
@@ -46,16 +51,12 @@ def launch_two_processes(workdir: str) -> list[subprocess.CompletedProcess]:
         "--config=" + os.path.join(ROOT, "configs/digits_add1.py"),
         f"--workdir={workdir}",
         *TINY,
-        f"--config.train.num_steps={STEPS}",
-        "--config.train.log_every=1",
-        f"--config.train.checkpoint_every={STEPS}",
-        "--config.train.image_every=2",  # figures on process 0 only, mid-run
-        "--config.train.evaluate_at_end=False",
         f"--coordinator_address=127.0.0.1:{port}",
         "--num_processes=2",
         *[f"--config.loss.lambdas.{k}=0.0" for k in NO_RECONSTRUCTION],
+        *args,
     ]
-    procs = [
+    return [
         subprocess.Popen(
             common + [f"--process_id={i}"],
             cwd=ROOT,
@@ -66,16 +67,31 @@ def launch_two_processes(workdir: str) -> list[subprocess.CompletedProcess]:
         )
         for i in range(2)
     ]
+
+
+def finish(procs, timeout: int = 600) -> list[subprocess.CompletedProcess]:
     results = []
     try:
         for p in procs:
-            out, err = p.communicate(timeout=600)
+            out, err = p.communicate(timeout=timeout)
             results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     return results
+
+
+def launch_two_processes(workdir: str) -> list[subprocess.CompletedProcess]:
+    procs = start_two_processes(
+        workdir,
+        f"--config.train.num_steps={STEPS}",
+        "--config.train.log_every=1",
+        f"--config.train.checkpoint_every={STEPS}",
+        "--config.train.image_every=2",  # figures on process 0 only, mid-run
+        "--config.train.evaluate_at_end=False",
+    )
+    return finish(procs)
 
 
 @pytest.mark.slow
@@ -122,3 +138,67 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
     # entry of g_x's kernel (of 2,048) 0.1·lr apart, 1,319·eps·scale; the bound, 6× the depth
     # above, is 14× that, and the per-process batch is off by 1.3e7·eps·scale.
     assert_trees_close(part(restored, params), part(single, params), depth=6 * rounding_depth)
+
+
+@pytest.mark.slow
+def test_a_preemption_notice_to_one_worker_stops_every_worker_at_one_step(tmp_path):
+    """SIGTERM to process 1 only: both processes agree (faults.agreed_stop), save one
+    checkpoint of the same step, exit 0; a restart resumes from it and ends where a run
+    straight through ends, bit for bit (same programs, same process layout)."""
+    workdir = str(tmp_path / "run")
+    run_flags = (
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=100000",
+        "--config.train.image_every=0",
+        "--config.train.evaluate_at_end=False",
+    )
+    procs = start_two_processes(workdir, "--config.train.num_steps=100000", *run_flags)
+    deadline = time.time() + 300
+    for line in procs[0].stdout:  # only process 0 prints progress
+        if line.startswith("step 3/") or time.time() > deadline:
+            break
+    procs[1].send_signal(signal.SIGTERM)  # the notice reaches one worker
+    results = finish(procs, timeout=240)
+    for i, r in enumerate(results):
+        assert r.returncode == 0, f"process {i}:\n{r.stderr[-3000:]}"
+    assert "SIGTERM received: saved the checkpoint of step" in results[0].stdout
+    ck = Checkpointer(os.path.join(workdir, "checkpoints"))
+    saved = ck.all_steps()
+    ck.close()
+    assert len(saved) == 1 and 3 <= saved[0] < 100000, saved
+    stop = saved[0]
+
+    # Resume for two more steps, and compare with two processes straight through.
+    resumed = finish(
+        start_two_processes(workdir, f"--config.train.num_steps={stop + 2}", *run_flags)
+    )
+    straight_dir = str(tmp_path / "straight")
+    straight = finish(
+        start_two_processes(straight_dir, f"--config.train.num_steps={stop + 2}", *run_flags)
+    )
+    for r in resumed + straight:
+        assert r.returncode == 0, r.stderr[-3000:]
+    assert f"Resumed from" in resumed[0].stdout
+    states = []
+    for d in (workdir, straight_dir):
+        ck = Checkpointer(os.path.join(d, "checkpoints"))
+        template = trainer_state_template()
+        state, step = ck.restore(template)
+        ck.close()
+        assert step == stop + 2
+        states.append(jax.device_get(state))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, *states)
+
+
+def trainer_state_template():
+    """An abstract Wyner state of the tiny digits config on this process's devices, to restore
+    the two-process checkpoints into."""
+    config = tiny(1)
+    for k in NO_RECONSTRUCTION:
+        config.loss.lambdas[k] = 0.0
+    from wyner_jax import data, parallel
+    from wyner_jax.models.base import build_model
+
+    dataset = data.build(config.data)
+    mesh = parallel.make_mesh()
+    return trainer.abstract_state(build_model(config, dataset), config, dataset, mesh)

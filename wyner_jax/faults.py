@@ -14,6 +14,9 @@
 * ``Preemption`` turns SIGTERM / SIGINT into a flag that the loop polls after every compiled
   call (one step, or ``train.steps_per_call``); the
   loop then saves a checkpoint at the current step, waits for it to be committed and returns.
+  With several processes the flag is agreed first (``agreed_stop``): a notice to any one
+  worker stops every worker after the same step, so they save one checkpoint together
+  instead of one worker leaving while the others wait in a collective.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import signal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def all_finite(tree) -> jax.Array:
@@ -102,3 +106,18 @@ class Preemption:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         return False
+
+
+def agreed_stop(local: str | None, process_count: int) -> str | None:
+    """The signal name every process acts on: the local one with one process; with several,
+    the first of ``Preemption.SIGNALS`` that any process received (one all-gather of a small
+    integer per call, so every process returns the same value after the same call)."""
+    if process_count == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    names = [s.name for s in Preemption.SIGNALS]
+    code = names.index(local) + 1 if local is not None else 0
+    codes = np.asarray(multihost_utils.process_allgather(np.int32(code))).reshape(-1)
+    received = sorted(int(c) for c in codes if c > 0)
+    return names[received[0] - 1] if received else None

@@ -227,8 +227,9 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                 done = first + n
                 pending.append((first, finite, metrics))
                 # Read the flag once per call: a signal arriving later in this iteration is
-                # handled at the next one, so "saved" is never printed without a save.
-                stop = preemption.requested
+                # handled at the next one, so "saved" is never printed without a save. With
+                # several processes all of them agree on it (a notice may reach one worker).
+                stop = faults.agreed_stop(preemption.requested, pc)
                 save = done % ckpt_every == 0 or done == total or stop is not None
                 log = done % log_every == 0 or done == total
                 if not (save or log):

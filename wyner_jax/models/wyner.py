@@ -188,6 +188,7 @@ class Arch:
     disc_hidden: tuple[int, ...]
     disc_features: int
     disc_batchnorm: bool
+    gen_batchnorm: bool
     conv_base: int
     disc_bn_first: bool
     head_hidden: int
@@ -256,6 +257,7 @@ class Arch:
             disc_hidden=tuple(m.mlp.disc_hidden),
             disc_features=m.mlp.disc_features,
             disc_batchnorm=m.mlp.disc_batchnorm,
+            gen_batchnorm=bool(m.mlp.get("generator_batchnorm", True)),
             conv_base=m.conv.base,
             disc_bn_first=m.conv.disc_batchnorm_first,
             head_hidden=m.disc.hidden_dim,
@@ -301,7 +303,7 @@ class Arch:
             features=self.enc_features,
             last_act="lrelu",
             negative_slope=self.enc_slope,
-            batchnorm=True,
+            batchnorm=self.gen_batchnorm,
             spectral_norm=self.sn,
             name=name,
             **self.bn(),
@@ -326,6 +328,7 @@ class Arch:
             hidden=self.dec_hidden,
             act=self.dec_act,
             negative_slope=self.dec_slope if self.dec_act == "lrelu" else 0.0,
+            batchnorm=self.gen_batchnorm,
             spectral_norm=self.sn,
             out_act=self.dec_out_act,
             name=name,
