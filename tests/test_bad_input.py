@@ -293,6 +293,19 @@ def test_workdir_that_is_a_file(tmp_path):
     assert workdir.read_text() == "my notes"
 
 
+@pytest.mark.parametrize("url", ["gs://bucket/run", "s3://bucket/run"])
+def test_object_store_workdir_is_refused_not_written_locally(tmp_path, monkeypatch, url):
+    """Until run directories go through an object-store-aware path layer (issue 22), a URL
+    workdir must not become a local folder named 'gs:' (different on every host)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as err:
+        trainer.train(small_config(), url)
+    check_message(str(err.value), [r"is a URL", r"not supported yet", r"gcsfuse"])
+    with pytest.raises(ValueError, match="is a URL"):
+        trainer.restore_for_eval(small_config(), url)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_workdir_under_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(PermissionError) as err:

@@ -435,3 +435,24 @@ def test_tfds_copy_matches_the_npy_files(fixture_dir):
     builder = tfds_builder_class()
     assert "10.5281/zenodo.3890097" in builder.MANUAL_DOWNLOAD_INSTRUCTIONS
     assert "tensorflow" not in sys.modules  # written and read without TensorFlow
+
+
+def test_retrieval_cut_offs_larger_than_the_gallery_are_refused_before_training(
+    tmp_path, fixture_dir
+):
+    """split2 evaluates P@200 and mAP@200; the fixture's gallery has 150 photos. The run is
+    refused before its first step with the key and the gallery size named, and leaves no
+    checkpoint behind (it used to train to the end and then lose its evaluation)."""
+    config = sketchy.get_config("split2")
+    config.data.dir = fixture_dir
+    config.data.split = 1  # the fixture's split; split2's evaluation settings stay
+    config.train.num_steps = 2
+    config.train.batch_size = 32
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"config.eval.retrieval_ks contains k=200.*150 items"):
+        trainer.train(config, str(workdir))
+    assert not (workdir / "checkpoints").exists() and not (workdir / "config.json").exists()
+    # Without the end-of-run evaluation there is nothing to refuse.
+    config.train.evaluate_at_end = False
+    config.train.log_every = config.train.checkpoint_every = 2
+    assert int(trainer.train(config, str(workdir)).state.step) == 2

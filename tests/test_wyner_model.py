@@ -368,3 +368,21 @@ def test_linear_tail_learning_rate_schedule():
     o.schedule = "cosine"
     with pytest.raises(ValueError, match="constant' or 'linear_tail"):
         learning_rate(o, 1e-3, 1000)
+
+
+def test_generator_batchnorm_switch():
+    """model.mlp.generator_batchnorm=False builds the generator's feature maps and decoders
+    without BatchNorm (no batch-norm statistics; spectral norm's state stays); True (the
+    reference) keeps them."""
+    config = gaussian.get_config()
+    dataset = data.build(config.data)
+    batch = {"x": dataset.train.x[:8], "y": dataset.train.y[:8]}
+    normed = {}
+    for on in (True, False):
+        config.model.mlp.generator_batchnorm = on
+        state = build_model(config, dataset).init(jax.random.PRNGKey(0), batch)
+        paths = jax.tree_util.tree_flatten_with_path(state.gen_stats)[0]
+        names = ["/".join(str(getattr(k, "key", k)) for k in p) for p, _ in paths]
+        normed[on] = {n.split("/")[0] for n in names if n.endswith("/mean")}
+    assert {"F_x", "F_y", "F_xy", "g_x", "g_y"} <= normed[True]
+    assert normed[False] == set()

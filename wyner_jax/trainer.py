@@ -26,8 +26,22 @@ from wyner_jax.prefetch import Prefetcher
 PROGRESS_KEYS = ("disc/total", "gen/total", "gen/var_ci", "loss/total")
 
 
+def check_local_workdir(workdir: str) -> None:
+    """Refuses URLs (gs://, s3://): every writer here uses local paths, so ``gs://b/run``
+    would silently become a folder ``gs:/b/run`` under the current directory, a different
+    one on every host. Object-store run directories are issue 22's work."""
+    if "://" in str(workdir):
+        raise ValueError(
+            f"--workdir={workdir!r} is a URL; run directories on object stores are not "
+            "supported yet (the run would go to a local folder named after the URL). Use a "
+            "path every host sees: a shared file system, or the bucket mounted at the same "
+            "path on every host (e.g. with gcsfuse)."
+        )
+
+
 def prepare_workdir(workdir: str) -> None:
     """Creates ``workdir``; fails early if it is not a directory this process can write."""
+    check_local_workdir(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, ".write_test")
@@ -170,6 +184,10 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     check_train_config(config, mesh)
     dataset = dataset if dataset is not None else data.build(config.data)
     dataset.steps_per_epoch(config.train.batch_size)  # the batch must fit in the data
+    if config.train.evaluate_at_end:
+        from wyner_jax.evaluation import runner
+
+        runner.check_evaluation_settings(dataset, config)
     model = model if model is not None else build_model(config, dataset)
     prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
@@ -297,6 +315,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
 def restore_for_eval(config, workdir: str):
     """Restores the latest checkpoint of ``workdir`` (for eval.py)."""
+    check_local_workdir(workdir)
     directory = os.path.join(workdir, "checkpoints")
     # Checked first: nothing is built for a workdir that has nothing to restore.
     steps = os.listdir(directory) if os.path.isdir(directory) else []

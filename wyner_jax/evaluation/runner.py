@@ -261,6 +261,28 @@ def predict(clf, images, batch_size=512):
     )
 
 
+def check_evaluation_settings(dataset, config) -> None:
+    """Refuses, before training, evaluation settings the data cannot satisfy (so a run does
+    not train to the end and then lose its evaluation): every retrieval cut-off k
+    (``eval.retrieval_ks``, ``eval.retrieval_map_ks``) must lie in [1, gallery size]."""
+    if getattr(dataset, "retrieval_y", None) is not None:
+        gallery, what = len(dataset.retrieval_y), "the zero-shot retrieval gallery (test photos)"
+        keys = ("retrieval_ks", "retrieval_map_ks")
+    elif dataset.num_classes is not None and not getattr(dataset, "instance_pairs", False):
+        gallery, what = len(dataset.test.y), "the retrieval gallery (the test set's y)"
+        keys = ("retrieval_ks",)
+    else:
+        return
+    for key in keys:
+        for k in config.eval.get(key, ()):
+            if not 1 <= int(k) <= gallery:
+                raise ValueError(
+                    f"config.eval.{key} contains k={k}, but {what} has {gallery} items, so "
+                    f"P@k / mAP@k cannot be computed at the end of training; set "
+                    f"--config.eval.{key} to cut-offs between 1 and {gallery}."
+                )
+
+
 def gaussian_ci_metrics(model, state, dataset, config, emb_test, key) -> dict[str, float]:
     """The CI I(X,Y;Z) on Gaussian pairs: closed form under the CI discriminator's instance
     noise and two estimates of the trained model (Wyner model only; IIAE has no CI term).
