@@ -1,6 +1,7 @@
 """Restores the latest checkpoint of a run (EMA weights) and evaluates it.
 
-  python eval.py --config=configs/digits_add1.py --workdir=/tmp/digits
+  python eval.py --workdir=/tmp/digits          # with the run's own config.json
+  python eval.py --config=configs/digits_add1.py --workdir=/tmp/digits [--config.a.b=...]
 
 Writes WORKDIR/metrics.json and WORKDIR/figures/*.png and prints the metrics table.
 """
@@ -17,7 +18,10 @@ from wyner_jax import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/*.py).", lock_config=True
+    "config",
+    None,
+    "Experiment config file (configs/*.py); default: the run's own WORKDIR/config.json.",
+    lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "The training run's directory.")
 cli.define_distributed_flags()
@@ -30,5 +34,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["config", "workdir"])
+    flags.mark_flags_as_required(["workdir"])
     app.run(main, flags_parser=cli.parse_flags)

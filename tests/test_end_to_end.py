@@ -90,6 +90,21 @@ def test_train_then_eval_from_the_command_line(tmp_path):
     for k in metrics:
         assert again[k] == approx(metrics[k], depth=16), k
 
+    # eval.py --workdir alone evaluates with the run's own config.json: same numbers, without
+    # repeating the config file and the overrides. Overrides without a config are refused.
+    os.remove(os.path.join(workdir, "metrics.json"))
+    alone = [sys.executable, os.path.join(ROOT, "eval.py"), f"--workdir={workdir}"]
+    proc = subprocess.run(alone, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from_json = json.load(open(os.path.join(workdir, "metrics.json")))
+    assert from_json.keys() == metrics.keys()
+    for k in metrics:
+        assert from_json[k] == approx(metrics[k], depth=16), k
+    proc = subprocess.run(
+        alone + ["--config.eval.batch_size=8"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "no --config file is given" in proc.stderr
+
     # Running train.py again with more steps resumes from the checkpoint at step 10.
     proc = run(
         "train.py", workdir, "--config.train.num_steps=15", "--config.train.evaluate_at_end=False"

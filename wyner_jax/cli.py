@@ -102,12 +102,49 @@ def load_config(path: str) -> ml_collections.ConfigDict:
         ) from e
 
 
+def _tuples(value):
+    """JSON lists back to the tuples the configs use (widths, cut-offs), recursively."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run was trained with: ``<workdir>/config.json`` (written by train.py), so
+    ``eval.py --workdir=DIR`` needs neither the config file nor the overrides again."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} does not exist, so the run's config is unknown; pass the training "
+            "config and its overrides (--config=configs/....py --config.a.b=...), or a "
+            "--workdir that train.py wrote."
+        )
+    import json
+
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{path} is not valid JSON ({e}); pass --config=<the training config> instead."
+        ) from e
+    return ml_collections.ConfigDict(_tuples(saved))
+
+
 def check_config_args(argv: list[str]) -> None:
     """Loads the --config file and checks that every --config.a.b override names a field it
     has, so that a typo is reported with the nearest field names before anything runs."""
     path, overrides = _config_args(argv)
     if path is None:
-        return  # absl reports the missing required flag
+        if overrides:
+            raise ValueError(
+                f"--config.{overrides[0]} overrides a config, but no --config file is given; "
+                "pass --config=configs/....py with the overrides (eval.py --workdir=DIR "
+                "alone uses the run's config.json as it was trained)."
+            )
+        return  # absl reports the missing required flag (train.py)
     config = load_config(path)
     for key in overrides:
         node, parts = config, key.split(".")
@@ -141,6 +178,8 @@ def run(FLAGS, mode: str) -> None:
         from wyner_jax import trainer  # after distributed init: it touches jax.devices()
 
         config = FLAGS.config
+        if config is None and mode == "eval":  # eval.py --workdir=DIR alone
+            config = load_run_config(FLAGS.workdir)
         if mode == "train":
             trainer.train_and_evaluate(config, FLAGS.workdir)
         else:
