@@ -938,6 +938,33 @@ class WynerModel:
         with nets.compute_dtype(self.compute_dtype):
             return self._train_step(state, batch)
 
+    def _generate(self, params, stats, x, y, prior, key, *, recon: bool):
+        """The generator's sample sets in training mode; returns (samples, batch-stat update)."""
+        return self.generator.apply(
+            {"params": params, "batch_stats": stats},
+            x,
+            y,
+            prior,
+            train=True,
+            recon=recon,
+            rngs={"encoder_noise": key},
+            mutable=["batch_stats"],
+        )
+
+    def _discriminate(self, params, stats, samples, noise_key, perm_key, *, noise, detach):
+        """Every estimator's logits on ``samples``; returns (logits, batch-stat update)."""
+        return self.discriminator.apply(
+            {"params": params, "batch_stats": stats},
+            samples,
+            self.sigma_x,
+            self.sigma_y,
+            train=True,
+            noise=noise,
+            detach_ci_features=detach,
+            rngs={"noise": noise_key, "permute": perm_key},
+            mutable=["batch_stats"],
+        )
+
     def _train_step(self, state: WynerState, batch):
         x, y = batch["x"], batch["y"]
         n = x.shape[0]
@@ -948,30 +975,15 @@ class WynerModel:
 
         # Discriminator step: generator outputs are constants.
         prior = self.sample_priors(k_d_prior, n)
-        samples, gen_upd = self.generator.apply(
-            {"params": state.gen_params, "batch_stats": state.gen_stats},
-            x,
-            y,
-            prior,
-            train=True,
-            recon=False,
-            rngs={"encoder_noise": k_d_enc},
-            mutable=["batch_stats"],
+        samples, gen_upd = self._generate(
+            state.gen_params, state.gen_stats, x, y, prior, k_d_enc, recon=False
         )
         samples = jax.lax.stop_gradient(samples)
         gen_stats = gen_upd["batch_stats"]
 
         def disc_loss_fn(disc_params):
-            logits, upd = self.discriminator.apply(
-                {"params": disc_params, "batch_stats": state.disc_stats},
-                samples,
-                self.sigma_x,
-                self.sigma_y,
-                train=True,
-                noise=True,
-                detach_ci_features=True,
-                rngs={"noise": k_d_noise, "permute": k_d_perm},
-                mutable=["batch_stats"],
+            logits, upd = self._discriminate(
+                disc_params, state.disc_stats, samples, k_d_noise, k_d_perm, noise=True, detach=True
             )
             total, terms = self.discriminator_loss(logits)
             return total, (terms, upd["batch_stats"])
@@ -986,26 +998,15 @@ class WynerModel:
         prior = self.sample_priors(k_g_prior, n)
 
         def gen_loss_fn(gen_params):
-            s, g_upd = self.generator.apply(
-                {"params": gen_params, "batch_stats": gen_stats},
-                x,
-                y,
-                prior,
-                train=True,
-                recon=True,
-                rngs={"encoder_noise": k_g_enc},
-                mutable=["batch_stats"],
-            )
-            logits, d_upd = self.discriminator.apply(
-                {"params": disc_params, "batch_stats": disc_stats},
+            s, g_upd = self._generate(gen_params, gen_stats, x, y, prior, k_g_enc, recon=True)
+            logits, d_upd = self._discriminate(
+                disc_params,
+                disc_stats,
                 s,
-                self.sigma_x,
-                self.sigma_y,
-                train=True,
+                k_g_noise,
+                k_g_perm,
                 noise=self.noise_in_g_step,
-                detach_ci_features=False,
-                rngs={"noise": k_g_noise, "permute": k_g_perm},
-                mutable=["batch_stats"],
+                detach=False,
             )
             total, terms = self.generator_loss(logits, s.get("rec", {}))
             return total, (terms, g_upd["batch_stats"], d_upd["batch_stats"])
@@ -1093,27 +1094,19 @@ class WynerModel:
                 "This run has no CI estimator (config.loss.lambdas.var_ci < 0 removes it)."
             )
         k_prior, k_enc, k_noise, k_perm = jax.random.split(key, 4)
+        prior = self.sample_priors(k_prior, x.shape[0])
         with nets.compute_dtype(self.compute_dtype):
-            samples, _ = self.generator.apply(
-                {"params": state.gen_params, "batch_stats": state.gen_stats},
-                x,
-                y,
-                self.sample_priors(k_prior, x.shape[0]),
-                train=True,
-                recon=False,
-                rngs={"encoder_noise": k_enc},
-                mutable=["batch_stats"],
+            samples, _ = self._generate(
+                state.gen_params, state.gen_stats, x, y, prior, k_enc, recon=False
             )
-            logits, _ = self.discriminator.apply(
-                {"params": state.disc_params, "batch_stats": state.disc_stats},
+            logits, _ = self._discriminate(
+                state.disc_params,
+                state.disc_stats,
                 samples,
-                self.sigma_x,
-                self.sigma_y,
-                train=True,
+                k_noise,
+                k_perm,
                 noise=True,
-                detach_ci_features=True,
-                rngs={"noise": k_noise, "permute": k_perm},
-                mutable=["batch_stats"],
+                detach=True,
             )
         return losses.ci_penalty(nets.float32(logits["var_ci"][0]))
 
