@@ -21,17 +21,9 @@ point and the joint matching pins g_y to the Wyner split, so x→y samples canno
 Var(y|x) = 1 − rho². `--config.model.joint_encoder_noise_dim=0
 --config.model.marginal_encoder_noise_dim=0` is the reference's deterministic default.
 
-Measured (2 CPU cores, 3,000 steps, one seed, 2026-12-07; closed forms slope rho, residual
-variance 1 − rho²), gaussian/x2y_slope / gaussian/x2y_resid_var:
-
-| rho | closed form | deterministic encoders | this config (noise 4) |
-|---|---|---|---|
-| 0.5 | 0.50 / 0.75 | 0.36 / 0.36 | 0.47 / 0.59 (0.46 / 0.63 with ema.decay=0) |
-| 0.7 | 0.70 / 0.51 | 0.79 / 0.18 | 0.79 / 0.37 |
-
-The total variance of the generated y|x is now about right (0.79² + 0.37 = 0.98 at rho = 0.7,
-0.80 with deterministic encoders), but it is split with too much on the common part. Not a
-solved benchmark yet (issue 21).
+How close it gets to the closed forms, over rho and seeds, against deterministic encoders and
+IIAE: `python -m wyner_jax.studies.gaussian` (README, "Gaussian pairs"). Not a solved
+benchmark yet (issue 21).
 """
 
 from configs import default

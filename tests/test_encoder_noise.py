@@ -143,3 +143,47 @@ def test_translation_is_stochastic_through_the_encoder_noise(stochastic):
     )
     assert not np.allclose(run(jax.random.PRNGKey(0)), run(jax.random.PRNGKey(1)))
     np.testing.assert_array_equal(run(jax.random.PRNGKey(0)), run(jax.random.PRNGKey(0)))
+
+
+@pytest.mark.parametrize("noise_dim", [4, 0])
+def test_gaussian_x2y_spread_has_an_encoder_part_only_with_stochastic_encoders(noise_dim):
+    """configs/gaussian.py at initialisation, evaluation path (model._apply, as x2y): for each
+    test x, 32 draws of y with (a) fresh v and fresh encoder noise, (b) fresh v and one
+    encoder-noise key, (c) one v and fresh encoder noise. With stochastic encoders (c) has a
+    spread of its own: the common part z ~ q(z|x) varies, which is what lets x→y reach
+    Var(y|x) = 1 − ρ² (issue 21); with deterministic encoders (c) is exactly 0 and (a) equals
+    (b) bit for bit."""
+    from configs import gaussian
+    from wyner_jax.models.wyner import WynerGenerator
+
+    config = gaussian.get_config()
+    config.data.n_train, config.data.n_test = 512, 256
+    config.model.joint_encoder_noise_dim = config.model.marginal_encoder_noise_dim = noise_dim
+    dataset = data.build(config.data)
+    model = build_model(config, dataset)
+    state = model.init(
+        jax.random.PRNGKey(0), {"x": dataset.train.x[:256], "y": dataset.train.y[:256]}
+    )
+    variables, x = model.eval_variables(state), dataset.test.x
+
+    def x2y(v_key, enc_key):
+        v = jax.random.normal(v_key, (len(x), model.arch.dv))
+        return np.asarray(
+            model._apply(variables, x, v, method=WynerGenerator.x2y, key=enc_key), np.float64
+        )
+
+    keys = jax.random.split(jax.random.PRNGKey(5), 64)
+    v_keys, enc_keys = keys[:32], keys[32:]
+    spread = {
+        "a": np.stack([x2y(v, e) for v, e in zip(v_keys, enc_keys)]),
+        "b": np.stack([x2y(v, enc_keys[0]) for v in v_keys]),
+        "c": np.stack([x2y(v_keys[0], e) for e in enc_keys]),
+    }
+    var = {k: float(s.var(axis=0).mean()) for k, s in spread.items()}
+    assert var["b"] > 0  # g_y's local input v always varies y
+    if noise_dim:
+        # The encoder part is a sizeable share of the spread, not rounding noise.
+        assert var["c"] > 0.05 * var["a"], var
+    else:
+        assert var["c"] == 0.0
+        np.testing.assert_array_equal(spread["a"], spread["b"])
