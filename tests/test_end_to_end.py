@@ -76,7 +76,14 @@ def test_train_then_eval_from_the_command_line(tmp_path):
     records = [json.loads(l) for l in open(os.path.join(workdir, "train_metrics.jsonl"))]
     assert [r["step"] for r in records] == [5, 10]
     assert {"disc/total", "gen/total", "gen/j", "gen/var_ci", "gen/j_rec_x"} <= set(records[-1])
-    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    # TensorBoard itself (the `tensorboard` extra) reads the scalars at the logged steps and
+    # the sample grids.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(os.path.join(workdir, "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("gen/total")] == [5, 10]
+    assert "samples/x2y_grid" in events.Tags()["images"]
 
     # eval.py restores the checkpoint and reproduces the numbers of the end-of-training
     # evaluation (same EMA weights, same evaluation seed).
