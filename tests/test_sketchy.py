@@ -440,6 +440,8 @@ def test_tfds_copy_matches_the_npy_files(fixture_dir):
 def test_retrieval_cut_offs_larger_than_the_gallery_are_refused_before_training(
     tmp_path, fixture_dir
 ):
+    from wyner_jax.evaluation import runner
+
     """split2 evaluates P@200 and mAP@200; the fixture's gallery has 150 photos. The run is
     refused before its first step with the key and the gallery size named, and leaves no
     checkpoint behind (it used to train to the end and then lose its evaluation)."""
@@ -452,7 +454,9 @@ def test_retrieval_cut_offs_larger_than_the_gallery_are_refused_before_training(
     with pytest.raises(ValueError, match=r"config.eval.retrieval_ks contains k=200.*150 items"):
         trainer.train(config, str(workdir))
     assert not (workdir / "checkpoints").exists() and not (workdir / "config.json").exists()
-    # Without the end-of-run evaluation there is nothing to refuse.
-    config.train.evaluate_at_end = False
-    config.train.log_every = config.train.checkpoint_every = 2
-    assert int(trainer.train(config, str(workdir)).state.step) == 2
+    # The check itself, as evaluate() would meet it: a cut-off within the gallery passes.
+    config.eval.retrieval_ks, config.eval.retrieval_map_ks = (100, 150), (150,)
+    runner.check_evaluation_settings(data.build(config.data), config)
+    config.eval.retrieval_map_ks = (151,)
+    with pytest.raises(ValueError, match=r"retrieval_map_ks contains k=151"):
+        runner.check_evaluation_settings(data.build(config.data), config)
