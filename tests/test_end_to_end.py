@@ -84,6 +84,9 @@ def test_train_then_eval_from_the_command_line(tmp_path):
     events.Reload()
     assert [e.step for e in events.Scalars("gen/total")] == [5, 10]
     assert "samples/x2y_grid" in events.Tags()["images"]
+    # The final evaluation's metrics too, as eval/<name> at the last step (float32 there).
+    (final,) = events.Scalars("eval/coherence/x2y")
+    assert final.step == 10 and final.value == approx(metrics["coherence/x2y"])
 
     # eval.py restores the checkpoint and reproduces the numbers of the end-of-training
     # evaluation (same EMA weights, same evaluation seed).

@@ -56,6 +56,18 @@ class MetricsWriter:
             self._jsonl.close()
 
 
+def write_eval_scalars(workdir: str, step: int, metrics: dict[str, float]) -> None:
+    """The final evaluation's metrics to TensorBoard as ``eval/<name>`` at ``step`` (their own
+    event file in ``<workdir>/tensorboard``, beside the training one; not in the jsonl log,
+    which is training's)."""
+    from tensorboardX import SummaryWriter
+
+    with SummaryWriter(logdir=os.path.join(workdir, "tensorboard")) as tb:
+        for k, v in metrics.items():
+            if k != "train/step":
+                tb.add_scalar(f"eval/{k}", float(v), step)
+
+
 def _json_number(v):
     v = float(v)
     return v if math.isfinite(v) else str(v)

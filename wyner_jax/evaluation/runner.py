@@ -69,7 +69,7 @@ from wyner_jax.evaluation.retrieval import (
     retrieval_per_query,
     summarize_per_query,
 )
-from wyner_jax.metrics_writer import log_progress, write_json_atomic
+from wyner_jax.metrics_writer import log_progress, write_eval_scalars, write_json_atomic
 
 EVAL_SEED = 12345
 
@@ -689,6 +689,7 @@ def evaluate_and_write(model, state, dataset, config, workdir) -> dict[str, floa
                 title="generated y vs x (first coordinate)",
             )
         write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+        write_eval_scalars(workdir, int(metrics["train/step"]), metrics)
         if "samples" in extras:
             write_json_atomic(os.path.join(workdir, "samples.json"), extras["samples"])
         log_progress(format_table(metrics))
