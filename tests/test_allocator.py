@@ -21,8 +21,10 @@ def libdir(tmp_path):
     return tmp_path
 
 
-def plan(env, libdir, platform="linux"):
-    return allocator.preload_env(env, platform=platform, search_dirs=(str(libdir),))
+def plan(env, libdir, platform="linux", device_files=()):
+    return allocator.preload_env(
+        env, platform=platform, search_dirs=(str(libdir),), device_files=device_files
+    )
 
 
 def test_auto_prefers_tcmalloc_and_quietens_its_large_allocation_reports(libdir):
@@ -111,3 +113,18 @@ def test_an_installed_library_is_really_preloaded(tmp_path):
     r = run_entry(tmp_path, {allocator.ENV: "auto"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"[] {allocator.find_library()} True"
+
+
+def test_auto_leaves_accelerator_runs_alone(libdir, tmp_path):
+    """The page faults the allocator removes are XLA:CPU's: with a GPU/TPU in use, 'auto'
+    does not re-execute; a CPU run on the same host still does; an explicit library does."""
+    gpu = tmp_path / "nvidia0"
+    gpu.write_bytes(b"")
+    assert plan({}, libdir, device_files=(str(gpu),)) is None
+    assert plan({"JAX_PLATFORMS": "cuda"}, libdir) is None
+    assert plan({"JAX_PLATFORMS": "tpu,cpu"}, libdir) is None
+    on_cpu = plan({"JAX_PLATFORMS": "cpu"}, libdir, device_files=(str(gpu),))
+    assert on_cpu is not None and "tcmalloc" in on_cpu["LD_PRELOAD"]
+    assert plan({}, libdir, device_files=(str(tmp_path / "absent"),)) is not None
+    explicit = str(libdir / "libjemalloc.so.2")
+    assert plan({allocator.ENV: explicit}, libdir, device_files=(str(gpu),)) is not None

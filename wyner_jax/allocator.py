@@ -15,7 +15,11 @@ comparison and ``benchmarks/bench_step.py`` — re-executes the same command onc
 tcmalloc or jemalloc shared library is installed (Debian/Ubuntu: ``apt install
 libtcmalloc-minimal4`` or ``libjemalloc2``). ``WYNER_JAX_ALLOCATOR`` chooses:
 
-* ``auto`` (default): the first installed of tcmalloc, jemalloc; nothing when neither is;
+* ``auto`` (default): the first installed of tcmalloc, jemalloc; nothing when neither is, and
+  nothing when the run will use an accelerator (``JAX_PLATFORMS`` names no CPU first, or a GPU
+  or TPU device file exists and ``JAX_PLATFORMS`` does not ask for the CPU): the page faults
+  above are XLA:CPU's, so there the re-execution would change nothing but what a profiler
+  sees;
 * ``system``: never re-execute (glibc malloc, or whatever ``LD_PRELOAD`` already says);
 * a path to a shared library: preload that one.
 
@@ -51,6 +55,9 @@ SEARCH_DIRS = (
 #   allocations routinely at large batch sizes.
 # * jemalloc serves blocks above 8 MiB from an arena that returns them to the kernel at once
 #   (the glibc behaviour this module avoids); oversize_threshold:0 turns that arena off.
+# Device files of the accelerators JAX runs on: NVIDIA and AMD GPUs, TPU VMs (v4: accel,
+# v5e and later: vfio groups).
+ACCELERATOR_DEVICES = ("/dev/nvidia0", "/dev/kfd", "/dev/accel0", "/dev/vfio/0")
 SETTINGS = {
     "tcmalloc": {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(1 << 40)},
     "jemalloc": {"MALLOC_CONF": "oversize_threshold:0"},
@@ -75,7 +82,21 @@ def find_library(search_dirs=SEARCH_DIRS) -> str | None:
     return None
 
 
-def preload_env(env: dict, platform: str = sys.platform, search_dirs=SEARCH_DIRS) -> dict | None:
+def runs_on_accelerator(env: dict, device_files=ACCELERATOR_DEVICES) -> bool:
+    """Whether JAX will pick a GPU/TPU: ``JAX_PLATFORMS`` decides when set (its first entry),
+    otherwise the presence of an accelerator's device file."""
+    platforms = env.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return platforms.split(",")[0].strip().lower() != "cpu"
+    return any(os.path.exists(f) for f in device_files)
+
+
+def preload_env(
+    env: dict,
+    platform: str = sys.platform,
+    search_dirs=SEARCH_DIRS,
+    device_files=ACCELERATOR_DEVICES,
+) -> dict | None:
     """The environment to re-execute with, or None to run as is (a pure function of its input).
 
     Raises ValueError for a ``WYNER_JAX_ALLOCATOR`` that is neither a mode nor an existing file.
@@ -87,6 +108,8 @@ def preload_env(env: dict, platform: str = sys.platform, search_dirs=SEARCH_DIRS
     if any(_kind(p) for p in preloaded.replace(":", " ").split()):
         return None
     if choice == "auto":
+        if runs_on_accelerator(env, device_files):
+            return None
         path = find_library(search_dirs)
         if path is None:
             return None
