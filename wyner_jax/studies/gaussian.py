@@ -47,7 +47,9 @@ from wyner_jax.evaluation.gaussian import (
     wyner_common_information_gaussian,
 )
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
-from wyner_jax.sweep import aggregate, finished_metrics, parse_seeds
+
+# The sweep's per-run bookkeeping and table cells (mean ± std over seeds) serve the study too.
+from wyner_jax.sweep import _cell, _nan, aggregate, finished_metrics, parse_seeds
 
 VARIANTS = ("stochastic", "deterministic", "iiae")
 
@@ -149,13 +151,6 @@ def closed_forms(rho: float, sigma_xy: float, sigma_z: float) -> dict[str, float
     return out
 
 
-def _cell(stats: dict, several: bool) -> str:
-    if stats["mean"] is None:
-        return "–"
-    text = f"{stats['mean']:.3f}"
-    return text + (f" ± {stats['std']:.3f}" if several and stats["std"] is not None else "")
-
-
 def format_markdown(rows: Sequence[dict], closed: dict) -> str:
     """One row per (ρ, variant) and one closed-form row per ρ."""
     several = any(r["n_seeds"] > 1 for r in rows)
@@ -241,10 +236,6 @@ def plot(path: str, rows: Sequence[dict]) -> None:
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-
-
-def _nan(v):
-    return np.nan if v is None else float(v)
 
 
 def run_study(
