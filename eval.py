@@ -2,8 +2,10 @@
 
   python eval.py --workdir=/tmp/digits          # with the run's own config.json
   python eval.py --config=configs/digits_add1.py --workdir=/tmp/digits [--config.a.b=...]
+  python eval.py --workdir=/tmp/digits --which=best   # the eval.best_metric checkpoint
 
-Writes WORKDIR/metrics.json and WORKDIR/figures/*.png and prints the metrics table.
+Writes WORKDIR/metrics.json and WORKDIR/figures/*.png (with --which=best:
+WORKDIR/best/metrics.json and WORKDIR/best/figures/) and prints the metrics table.
 """
 
 if __name__ == "__main__":  # first, before JAX starts: see wyner_jax/allocator.py
@@ -24,6 +26,12 @@ config_flags.DEFINE_config_file(
     lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "The training run's directory.")
+flags.DEFINE_enum(
+    "which",
+    "latest",
+    ["latest", "best"],
+    "The checkpoint to evaluate: the latest, or the best one kept by eval.best_metric.",
+)
 cli.define_distributed_flags()
 
 

@@ -212,6 +212,9 @@ def get_config():
     config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 3
     config.train.evaluate_at_end = True
+    # Evaluate every N steps during training (0: off): TensorBoard eval/<metric> and
+    # WORKDIR/eval_metrics.jsonl, on the test split (no dataset here has a validation split).
+    config.train.eval_every = 0
     # Global batches assembled ahead of the step by a background thread (wyner_jax/prefetch.py).
     config.train.prefetch = 2
     # Training steps per compiled call (one lax.scan over that many batches): one host
@@ -225,6 +228,11 @@ def get_config():
     # ---------------------------------------------------------------- evaluation
     config.eval = ml_collections.ConfigDict()
     config.eval.batch_size = 64  # BN uses batch statistics at evaluation: keep it = train
+    # Keep the checkpoint of the best evaluation in WORKDIR/best_checkpoint (e.g.
+    # 'retrieval/mAP@all'; '' off), beside the latest ones; `eval.py --which=best` evaluates it.
+    # best_mode 'auto' takes the metric's direction (distances: lower is better) or max/min.
+    config.eval.best_metric = ""
+    config.eval.best_mode = "auto"
     config.eval.num_joint_samples = 4096
     config.eval.retrieval_ks = (10,)
     config.eval.retrieval_metric = "cosine"

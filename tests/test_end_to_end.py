@@ -13,7 +13,7 @@ import pytest
 from configs import gaussian
 from tests.tolerances import approx
 from wyner_jax import parallel, trainer
-from wyner_jax.evaluation import runner
+from wyner_jax.evaluation import periodic, runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,6 +114,9 @@ def test_train_then_eval_from_the_command_line(tmp_path):
         alone + ["--config.eval.batch_size=8"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 1 and "no --config file is given" in proc.stderr
+    # --which=best on a run that kept no best checkpoint says how to get one.
+    proc = subprocess.run(alone + ["--which=best"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1 and "--config.eval.best_metric" in proc.stderr, proc.stderr
 
     # Running train.py again with more steps resumes from the checkpoint at step 10.
     proc = run(
@@ -134,6 +137,26 @@ def test_unknown_override_and_bad_batch_size_fail_with_a_clear_message(tmp_path)
     assert not os.path.exists(tmp_path / "b" / "checkpoints")
 
 
+def _check_periodic_evaluation(config, workdir, final):
+    """Evaluations at steps 5, 10, 15 during training and the final one at 20 form
+    eval_metrics.jsonl; the best checkpoint holds the step with the largest x→y slope among
+    them, and evaluating it (eval.py --which=best) reproduces the logged value (same weights,
+    same evaluation key), into WORKDIR/best/ without replacing the latest metrics.json."""
+    records = periodic.read_log(workdir)
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    assert records[-1]["gaussian/x2y_slope"] == final["gaussian/x2y_slope"]
+    slopes = {r["step"]: r["gaussian/x2y_slope"] for r in records}
+    assert len(set(slopes.values())) == 4  # the weights moved: a real choice
+    best_step = max(slopes, key=slopes.get)
+    assert os.listdir(os.path.join(workdir, periodic.BEST_DIR)) == [str(best_step)]
+    best = trainer.evaluate_checkpoint(config, workdir, "best")
+    assert best["train/step"] == best_step
+    # The same program on the same inputs: float64 statistics of the same float32 samples.
+    assert best["gaussian/x2y_slope"] == approx(slopes[best_step], dtype=np.float64, depth=500)
+    assert json.load(open(os.path.join(workdir, "best", "metrics.json")))["train/step"] == best_step
+    assert json.load(open(os.path.join(workdir, "metrics.json")))["train/step"] == 20
+
+
 def _numpy_slope_and_residual_variance(x, y):
     """Ordinary least squares y ≈ a + b·x per coordinate (np.polyfit, float64): the mean
     slope b and the mean squared residual (divisor N), as the metrics are documented."""
@@ -147,6 +170,12 @@ def _numpy_slope_and_residual_variance(x, y):
 
 
 def test_gaussian_run_reports_the_regression_of_its_own_x2y_samples(tmp_path):
+    """(Also, on the same run to save a compile: periodic evaluation and the best checkpoint,
+    ``_check_periodic_evaluation`` below.)"""
+    _gaussian_run(tmp_path)
+
+
+def _gaussian_run(tmp_path):
     """What this checks is the evaluation, not the model: after 20 steps the generator has not
     learned p(y|x) (and the full config does not either, issue 21), so the slope is not compared
     with rho. The reported gaussian/x2y_slope and gaussian/x2y_resid_var must equal a NumPy
@@ -164,7 +193,11 @@ def test_gaussian_run_reports_the_regression_of_its_own_x2y_samples(tmp_path):
     config.data.n_test = 500
     for k in ("j_rec_x", "j_rec_y", "cx2y_rec_y", "cy2x_rec_x", "mx_rec_x", "my_rec_y"):
         config.loss.lambdas[k] = 0.0  # fewer terms, faster compile; the metrics are the point
+    config.train.eval_every = 5
+    config.eval.best_metric = "gaussian/x2y_slope"
+    config.eval.best_mode = "max"
     metrics = trainer.train_and_evaluate(config, str(tmp_path))
+    _check_periodic_evaluation(config, str(tmp_path), metrics)
     assert os.path.exists(tmp_path / "figures" / "x2y_scatter.png")
 
     # The constants from the config, under names that do not read as measurements.

@@ -54,6 +54,17 @@ class Checkpointer:
             force=force,
         )
 
+    def latest_meta(self) -> dict:
+        """The JSON meta (fingerprint, step, ``extra``) of the newest readable checkpoint; {}
+        when there is none. Reads no arrays."""
+        for s in reversed(self.all_steps()):
+            try:
+                meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            except Exception:  # noqa: BLE001 - a damaged one: try the previous
+                continue
+            return dict(meta["meta"])
+        return {}
+
     def wait(self) -> None:
         """Blocks until every pending save is committed to disk."""
         self.manager.wait_until_finished()

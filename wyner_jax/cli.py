@@ -183,6 +183,6 @@ def run(FLAGS, mode: str) -> None:
         if mode == "train":
             trainer.train_and_evaluate(config, FLAGS.workdir)
         else:
-            trainer.evaluate_checkpoint(config, FLAGS.workdir)
+            trainer.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.which)
     except USER_ERRORS as e:
         _fail(e)

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
+from wyner_jax.evaluation.direction import lower_is_better
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
 # Table sections: (metric-name prefix, title).
@@ -34,9 +35,6 @@ SECTIONS = (
     ("fd/", "Fréchet distance on classifier features (lower is better)"),
 )
 MISSING = "–"
-# Metrics where lower is better: distances, and the checks that a code does NOT carry
-# something (the exclusive codes' cross-domain retrieval, the shared code's azimuth).
-LOWER_IS_BETTER = ("fd/", "retrieval/R@1_excl_", "probe/azimuth_from_shared")
 
 
 def better(metric: str):
@@ -44,7 +42,7 @@ def better(metric: str):
     that no run can win (chance levels)."""
     if metric.endswith("_chance"):
         return None
-    return min if metric.startswith(LOWER_IS_BETTER) else max
+    return min if lower_is_better(metric) else max
 
 
 # --------------------------------------------------------------------------- configs

@@ -38,9 +38,15 @@ class MetricsWriter:
             return
         for k, v in values.items():
             self._tb.add_scalar(k, float(v), step)
-        record = {"step": int(step), **{k: _json_number(v) for k, v in values.items()}}
+        record = {"step": int(step), **{k: json_number(v) for k, v in values.items()}}
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
+
+    def eval_scalars(self, step: int, metrics: dict[str, float]) -> None:
+        """An evaluation's metrics as ``eval/<name>`` TensorBoard scalars (not in the jsonl log,
+        which is training's: evaluations go to eval_metrics.jsonl)."""
+        if self.enabled:
+            _add_eval_scalars(self._tb, step, metrics)
 
     def image(self, step: int, tag: str, image_hwc_uint8: np.ndarray) -> None:
         if self.enabled:
@@ -58,17 +64,22 @@ class MetricsWriter:
 
 def write_eval_scalars(workdir: str, step: int, metrics: dict[str, float]) -> None:
     """The final evaluation's metrics to TensorBoard as ``eval/<name>`` at ``step`` (their own
-    event file in ``<workdir>/tensorboard``, beside the training one; not in the jsonl log,
-    which is training's)."""
+    event file in ``<workdir>/tensorboard``, beside the training one, which is closed by
+    then)."""
     from tensorboardX import SummaryWriter
 
     with SummaryWriter(logdir=os.path.join(workdir, "tensorboard")) as tb:
-        for k, v in metrics.items():
-            if k != "train/step":
-                tb.add_scalar(f"eval/{k}", float(v), step)
+        _add_eval_scalars(tb, step, metrics)
 
 
-def _json_number(v):
+def _add_eval_scalars(tb, step: int, metrics: dict[str, float]) -> None:
+    for k, v in metrics.items():
+        if k != "train/step":
+            tb.add_scalar(f"eval/{k}", float(v), step)
+
+
+def json_number(v):
+    """A float for JSON; 'nan'/'inf'/'-inf' as strings (JSON has no non-finite numbers)."""
     v = float(v)
     return v if math.isfinite(v) else str(v)
 

@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 
 from wyner_jax import checkpointing, data, faults, parallel
+from wyner_jax.evaluation import periodic, runner
 from wyner_jax.metrics_writer import MetricsWriter, Progress, log_progress, write_json_atomic
 from wyner_jax.models.base import build_model
 from wyner_jax.prefetch import Prefetcher
@@ -91,12 +92,13 @@ def check_train_config(config, mesh) -> None:
 
 def step_calls(start: int, total: int, config) -> list[tuple[int, int]]:
     """The loop's compiled calls as (first step, number of steps): ``train.steps_per_call``
-    steps per call, fewer where a log, checkpoint or image step or the end of training falls
+    steps per call, fewer where a log, checkpoint, image or evaluation step or the end of
+    training falls
     inside one (the loop can only look at the state between calls; each other length is one
     more compilation). With log/checkpoint/image intervals that are multiples of
     ``steps_per_call`` and a start on one, every call but the last is full length."""
     t = config.train
-    every = [e for e in (t.log_every, t.checkpoint_every, t.image_every) if e > 0]
+    every = [e for e in (t.log_every, t.checkpoint_every, t.image_every, t.eval_every) if e > 0]
     calls, step = [], start
     while step < total:
         n = min([t.steps_per_call, total - step] + [e - step % e for e in every])
@@ -184,19 +186,17 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     check_train_config(config, mesh)
     dataset = dataset if dataset is not None else data.build(config.data)
     dataset.steps_per_epoch(config.train.batch_size)  # the batch must fit in the data
-    if config.train.evaluate_at_end:
-        from wyner_jax.evaluation import runner
-
+    periodic.check_settings(config)
+    if config.train.evaluate_at_end or config.train.eval_every > 0:
         runner.check_evaluation_settings(dataset, config)
     model = model if model is not None else build_model(config, dataset)
     prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
 
     abstract = abstract_state(model, config, dataset, mesh)
+    print_ = fingerprint(config, dataset, abstract)
     ckpt = checkpointing.Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        keep=config.train.keep_checkpoints,
-        fingerprint=fingerprint(config, dataset, abstract),
+        os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints, fingerprint=print_
     )
     restored, restored_step = ckpt.restore(abstract)  # refuses another config's checkpoint
     write_config(workdir, config)
@@ -207,6 +207,7 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
         state = create_state(model, config, dataset, mesh)
     start = int(jax.device_get(state.step))
     total = int(config.train.num_steps)
+    recorder = periodic.EvalRecorder(config, workdir, start, fingerprint=print_)
 
     step_fn = faults.train_step_for(model, config.train.on_nonfinite)
     one_step = parallel.compile_train_step(step_fn, mesh)
@@ -220,7 +221,9 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     B, seed = config.train.batch_size, config.seed
     pi, pc = jax.process_index(), jax.process_count()
     log_every, ckpt_every = config.train.log_every, config.train.checkpoint_every
-    image_every = config.train.image_every
+    image_every, eval_every = config.train.image_every, config.train.eval_every
+    # The last step's evaluation is the final one (train_and_evaluate) when that is on.
+    final_eval = config.train.evaluate_at_end
     skip = config.train.on_nonfinite == "skip"
     calls = step_calls(start, total, config)
     pending = []  # (first step, finite flag(s), metrics) on device, read at the next check
@@ -250,7 +253,9 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                 stop = faults.agreed_stop(preemption.requested, pc)
                 save = done % ckpt_every == 0 or done == total or stop is not None
                 log = done % log_every == 0 or done == total
-                if not (save or log):
+                evaluate = eval_every > 0 and done % eval_every == 0
+                evaluate = evaluate and not (done == total and final_eval)
+                if not (save or log or evaluate):
                     continue
                 flags = jax.device_get([f for _, f, _ in pending])
                 # (step number, its call's metrics, its index there) of each non-finite step
@@ -277,13 +282,13 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
                 if is_chief and log:
                     log_progress(progress.line(done, values, PROGRESS_KEYS))
                 if image_every > 0 and done % image_every == 0 and is_chief:
-                    from wyner_jax.evaluation import runner
-
                     runner.log_image_grids(
                         model, parallel.local_copy(state), dataset, config, writer, done
                     )
                 if save and not bool(faults.state_is_finite(state)):
                     raise nonfinite_state_error(done)
+                if evaluate:
+                    evaluate_during_training(model, state, dataset, config, writer, recorder, done)
                 if save:
                     ckpt.save(done, state, force=True, extra={"skipped_updates": skipped})
                 if stop is not None:
@@ -297,6 +302,7 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     finally:
         ckpt.wait()
         writer.close()
+        recorder.close()
     ckpt.close()
     return TrainResult(model, state, dataset, mesh, preempted)
 
@@ -308,17 +314,48 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     state = parallel.local_copy(result.state)
     if not config.train.evaluate_at_end or result.preempted:
         return {}
-    from wyner_jax.evaluation import runner
+    metrics = runner.evaluate_and_write(model, state, dataset, config, workdir)
+    step = int(metrics["train/step"])
+    recorder = periodic.EvalRecorder(
+        config, workdir, step, fingerprint=fingerprint(config, dataset, result.state)
+    )
+    try:
+        recorder.record(step, metrics, result.state)
+    finally:
+        recorder.close()
+    return metrics
 
-    return runner.evaluate_and_write(model, state, dataset, config, workdir)
+
+def evaluate_during_training(model, state, dataset, config, writer, recorder, step) -> None:
+    """One periodic evaluation (``train.eval_every``): TensorBoard ``eval/<name>``,
+    ``eval_metrics.jsonl``, and the best checkpoint when ``eval.best_metric`` improves."""
+    metrics, _ = runner.evaluate(model, parallel.local_copy(state), dataset, config)
+    writer.eval_scalars(step, metrics)
+    recorder.record(step, metrics, state)
+    if jax.process_index() == 0:
+        # Measurements only: not the constants reported beside them (closed forms, chance).
+        constants = ("closed_form/", "_chance", "gaussian/rho")
+        shown = [k for k in sorted(metrics) if not any(c in k for c in constants)][:6]
+        if recorder.metric:
+            shown = [recorder.metric] + [k for k in shown if k != recorder.metric][:5]
+        log_progress(f"eval at step {step}: " + " ".join(f"{k}={metrics[k]:.4g}" for k in shown))
 
 
-def restore_for_eval(config, workdir: str):
-    """Restores the latest checkpoint of ``workdir`` (for eval.py)."""
+def restore_for_eval(config, workdir: str, which: str = "latest"):
+    """Restores the latest checkpoint of ``workdir``, or with ``which='best'`` the one kept
+    by ``eval.best_metric`` (for eval.py)."""
     check_local_workdir(workdir)
-    directory = os.path.join(workdir, "checkpoints")
+    if which not in ("latest", "best"):
+        raise ValueError(f"which must be 'latest' or 'best', got {which!r}.")
+    directory = os.path.join(workdir, "checkpoints" if which == "latest" else periodic.BEST_DIR)
     # Checked first: nothing is built for a workdir that has nothing to restore.
     steps = os.listdir(directory) if os.path.isdir(directory) else []
+    if not any(name.isdigit() for name in steps) and which == "best":
+        raise FileNotFoundError(
+            f"No best checkpoint in {directory}: it is kept only by a run trained with "
+            "--config.eval.best_metric=<metric> (and train.eval_every for evaluations during "
+            "training); evaluate the latest checkpoint with --which=latest."
+        )
     if not any(name.isdigit() for name in steps):
         raise FileNotFoundError(
             f"No checkpoint in {directory}: --workdir must be a training run's directory. "
@@ -341,8 +378,11 @@ def restore_for_eval(config, workdir: str):
     return model, restored, dataset, mesh
 
 
-def evaluate_checkpoint(config, workdir: str) -> dict[str, float]:
-    model, state, dataset, _ = restore_for_eval(config, workdir)
-    from wyner_jax.evaluation import runner
-
-    return runner.evaluate_and_write(model, parallel.local_copy(state), dataset, config, workdir)
+def evaluate_checkpoint(config, workdir: str, which: str = "latest") -> dict[str, float]:
+    """eval.py: evaluates the latest (or best) checkpoint; the best one's metrics and figures
+    go to ``WORKDIR/best/`` so they do not replace the latest checkpoint's."""
+    model, state, dataset, _ = restore_for_eval(config, workdir, which)
+    out = workdir if which == "latest" else os.path.join(workdir, "best")
+    return runner.evaluate_and_write(
+        model, parallel.local_copy(state), dataset, config, out, tensorboard=which == "latest"
+    )

@@ -111,28 +111,29 @@ class Inference:
         self.variables = model.eval_variables(state)
         self.caps = model.capabilities(state)
         self.bs = int(config.eval.batch_size)
-        jits = self._JITS.setdefault(
-            model,
-            {
-                "embed": jax.jit(model.embed),
-                "x2y": jax.jit(model.translate_x2y),
-                "y2x": jax.jit(model.translate_y2x),
-                "recon": jax.jit(model.reconstruct),
-                "joint": jax.jit(model.sample_joint, static_argnums=2),
-            },
-        )
         # Optional methods (IIAE: exclusive codes, translation with another item's exclusive
-        # code), compiled when the model has them.
-        for name in OPTIONAL_METHODS:
-            if name not in jits and hasattr(model, name):
-                jits[name] = jax.jit(getattr(model, name))
+        # code) are compiled when the model has them.
+        for name in ("embed", "translate_x2y", "translate_y2x", "reconstruct", *OPTIONAL_METHODS):
+            if hasattr(model, name):
+                self.compiled(model, name)
+        jits = self._JITS[model]
+        jits.setdefault("sample_joint", jax.jit(model.sample_joint, static_argnums=2))
         self._jits = jits
         v = self.variables
         self._embed = lambda x, y: jits["embed"](v, x, y)
-        self._x2y = lambda x, k: jits["x2y"](v, x, k)
-        self._y2x = lambda y, k: jits["y2x"](v, y, k)
-        self._recon = lambda x, y: jits["recon"](v, x, y)
-        self._joint = lambda k, n: jits["joint"](v, k, n)
+        self._x2y = lambda x, k: jits["translate_x2y"](v, x, k)
+        self._y2x = lambda y, k: jits["translate_y2x"](v, y, k)
+        self._recon = lambda x, y: jits["reconstruct"](v, x, y)
+        self._joint = lambda k, n: jits["sample_joint"](v, k, n)
+
+    @classmethod
+    def compiled(cls, model, name: str):
+        """``jax.jit(model.<name>)``, compiled once per model object and method (periodic
+        evaluations reuse it: a fresh ``jax.jit`` of a bound method compiles again)."""
+        jits = cls._JITS.setdefault(model, {})
+        if name not in jits:
+            jits[name] = jax.jit(getattr(model, name))
+        return jits[name]
 
     def embed(self, x, y):
         return batched(self._embed, (x, y), self.bs)
@@ -313,7 +314,8 @@ def gaussian_ci_metrics(model, state, dataset, config, emb_test, key) -> dict[st
         xy, noisy(emb_test["z_xy"], sigma_z)
     )
     if "var_ci" in model.terms.ci:
-        fn, bs, n = jax.jit(model.ci_estimate), int(config.eval.batch_size), len(test.x)
+        fn = Inference.compiled(model, "ci_estimate")
+        bs, n = int(config.eval.batch_size), len(test.x)
         # Batch means weighted by batch sizes: the mean of T over every test row.
         total = sum(
             float(fn(state, test.x[s : s + bs], test.y[s : s + bs], jax.random.fold_in(key, i)))
@@ -671,12 +673,16 @@ def format_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_and_write(model, state, dataset, config, workdir) -> dict[str, float]:
-    """Evaluates, writes metrics.json and figures/*.png (process 0), prints the table."""
+def evaluate_and_write(
+    model, state, dataset, config, workdir, tensorboard: bool = True
+) -> dict[str, float]:
+    """Evaluates, writes metrics.json and figures/*.png (process 0), prints the table; with
+    ``tensorboard``, also the ``eval/<name>`` scalars into ``workdir/tensorboard``."""
     extras = {}
     metrics, images = evaluate(model, state, dataset, config, extras)
     metrics["train/step"] = float(jax.device_get(state.step))
     if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
         write_figures(workdir, images)
         if dataset.name == "gaussian" and "x2y" in model.capabilities(state):
             inf = Inference(model, state, config)
@@ -689,7 +695,8 @@ def evaluate_and_write(model, state, dataset, config, workdir) -> dict[str, floa
                 title="generated y vs x (first coordinate)",
             )
         write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
-        write_eval_scalars(workdir, int(metrics["train/step"]), metrics)
+        if tensorboard:
+            write_eval_scalars(workdir, int(metrics["train/step"]), metrics)
         if "samples" in extras:
             write_json_atomic(os.path.join(workdir, "samples.json"), extras["samples"])
         log_progress(format_table(metrics))
