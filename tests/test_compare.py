@@ -107,6 +107,8 @@ def test_run_comparison_trains_each_config_in_its_own_directory_and_writes_the_t
 
     def fake_train_and_evaluate(config, workdir):
         seen.append((config.model.name, config.train.num_steps, workdir))
+        # --config.* overrides reach every config, with the field's type.
+        assert config.optim.lr_generator == 3e-4 and config.train.log_every == 7
         return dict(FAKE["digits_add1" if config.model.name == "wyner" else "iiae_digits_add1"])
 
     monkeypatch.setattr(trainer, "train_and_evaluate", fake_train_and_evaluate)
@@ -114,7 +116,16 @@ def test_run_comparison_trains_each_config_in_its_own_directory_and_writes_the_t
         os.path.join(ROOT, "configs/digits_add1.py"),
         os.path.join(ROOT, "configs/iiae_digits_add1.py:conv"),
     ]
-    out = compare.run_comparison(specs, str(tmp_path), steps=7)
+    # A typo in an override stops everything before the first run, naming the config.
+    with pytest.raises(
+        ValueError,
+        match=r"digits_add1.py: --config.train.batch_sise: .*"
+        r"did you mean config.train.batch_size",
+    ):
+        compare.run_comparison(specs, str(tmp_path), overrides={"train.batch_sise": "32"})
+    assert seen == [] and not os.listdir(tmp_path)
+    overrides = {"optim.lr_generator": "3e-4", "train.log_every": "7"}
+    out = compare.run_comparison(specs, str(tmp_path), steps=7, overrides=overrides)
     assert seen == [
         ("wyner", 7, str(tmp_path / "digits_add1")),
         ("iiae", 7, str(tmp_path / "iiae_digits_add1_conv")),

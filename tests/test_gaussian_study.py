@@ -58,7 +58,7 @@ def test_run_config_sets_rho_seed_variant_and_refuses_unknown_keys():
     stochastic = study.run_config("stochastic", 0.3, 2, {})
     assert stochastic.model.marginal_encoder_noise_dim > 0
     assert study.run_config("iiae", 0.3, 2, {}).model.name == "iiae"
-    with pytest.raises(ValueError, match="no such config key"):
+    with pytest.raises(ValueError, match="did you mean config.train.num_steps"):
         study.run_config("stochastic", 0.3, 1, {"train.num_stpes": 7})
     with pytest.raises(ValueError, match="Unknown variant"):
         study.run_config("vae", 0.3, 1, {})

@@ -248,3 +248,22 @@ def test_command_line_reports_an_empty_lambda_list_without_traceback(tmp_path):
     assert proc.returncode == 1
     assert "error: --lambdas is empty" in proc.stderr and "Traceback" not in proc.stderr
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "tool, args",
+    [
+        ("wyner_jax.sweep", ["--config=configs/digits_add1.py", "--lambdas=0"]),
+        ("wyner_jax.compare", ["--configs=configs/digits_add1.py"]),
+    ],
+)
+def test_command_line_overrides_are_checked_like_train_py(tmp_path, tool, args):
+    """``--config.a.b=value`` overrides on sweep and compare: a field the config does not
+    have is one line naming the nearest field, before anything is written."""
+    cmd = [sys.executable, "-m", tool, *args, f"--workdir={tmp_path}/w"]
+    proc = subprocess.run(
+        cmd + ["--config.train.num_stepz=3"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "did you mean config.train.num_steps" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "w")

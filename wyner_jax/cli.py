@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import glob
 import importlib.util
@@ -31,7 +32,7 @@ def define_distributed_flags() -> None:
     flags.DEFINE_integer("process_id", None, "Index of this process in a multi-process run.")
 
 
-def _fail(error: Exception | str) -> None:
+def fail(error: Exception | str) -> None:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
 
@@ -50,12 +51,12 @@ def parse_flags(argv: list[str]) -> list[str]:
             if "--config." in str(e)
             else ""
         )
-        _fail(
+        fail(
             f"bad command line: {str(e).rstrip('.')}. Fix that flag: {hint}`--helpshort` "
             "lists the flags."
         )
     except (ValueError, FileNotFoundError) as e:
-        _fail(e)
+        fail(e)
 
 
 def _config_args(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -147,22 +148,86 @@ def check_config_args(argv: list[str]) -> None:
         return  # absl reports the missing required flag (train.py)
     config = load_config(path)
     for key in overrides:
-        node, parts = config, key.split(".")
-        if any("[" in p for p in parts):
-            continue  # indexing into a sequence: left to config_flags
-        for depth, part in enumerate(parts):
-            if isinstance(node, ml_collections.ConfigDict) and part in node:
-                node = node[part]
-                continue
-            where = ".".join(["config"] + parts[:depth])
-            fields = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-            close = difflib.get_close_matches(part, fields, n=1)
-            hint = f" (did you mean {where}.{close[0]}?)" if close else ""
+        if not any("[" in p for p in key.split(".")):  # sequence indexing: config_flags's
+            find_field(config, key)
+
+
+def find_field(config, key: str, flag: str = "--config."):
+    """(parent ConfigDict, leaf name) of the dotted ``key``; a ValueError naming the nearest
+    fields when the config has no such field."""
+    node, parts = config, key.split(".")
+    for depth, part in enumerate(parts):
+        if isinstance(node, ml_collections.ConfigDict) and part in node:
+            if depth == len(parts) - 1:
+                return node, part
+            node = node[part]
+            continue
+        where = ".".join(["config"] + parts[:depth])
+        fields = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        close = difflib.get_close_matches(part, fields, n=1)
+        hint = f" (did you mean {where}.{close[0]}?)" if close else ""
+        raise ValueError(
+            f"{flag}{key}: {where} has no field {part!r}{hint}. An override must name a "
+            f"field of the config; the fields of {where} are: "
+            f"{', '.join(fields) if fields else '(none: it is not a group)'}."
+        )
+
+
+def split_config_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Takes the ``--config.a.b=value`` arguments out of ``argv`` (for tools that load several
+    configs, so that absl does not see them): (the other arguments, {a.b: value text})."""
+    rest, overrides = [], {}
+    for arg in argv:
+        if arg.startswith("--config.") and "=" in arg:
+            key, _, text = arg[len("--config.") :].partition("=")
+            overrides[key] = text
+        elif arg.startswith("--config."):
+            raise ValueError(f"{arg}: an override takes a value, e.g. {arg}=<value>.")
+        else:
+            rest.append(arg)
+    return rest, overrides
+
+
+def apply_overrides(config, overrides: dict, flag: str = "--config.") -> None:
+    """Sets each dotted field of ``overrides`` in ``config`` (in place), converting the value
+    (text, or a Python value) to the field's type as ``--config.a.b=value`` does (ints, floats,
+    bools, strings, tuples like '(32,)'); unknown fields and values of the wrong type are
+    refused with the fix. ``flag``: how the messages name the setting's origin."""
+    for key, value in overrides.items():
+        node, leaf = find_field(config, key, flag)
+        old = node[leaf]
+        try:
+            new = _convert(value, old)
+        except (ValueError, SyntaxError) as e:
             raise ValueError(
-                f"--config.{key}: {where} has no field {part!r}{hint}. An override must name a "
-                f"field of the config; the fields of {where} are: "
-                f"{', '.join(fields) if fields else '(none: it is not a group)'}."
-            )
+                f"{flag}{key}={value}: expected a value of the field's type "
+                f"{type(old).__name__} (it is {old!r} now): {e}"
+            ) from e
+        node[leaf] = new
+
+
+def _convert(value, old):
+    """``value`` (command-line text) as the type of the field's current value ``old``."""
+    value = value if isinstance(value, str) else repr(value)
+    if isinstance(old, bool):
+        if value.lower() in ("true", "1"):
+            return True
+        if value.lower() in ("false", "0"):
+            return False
+        raise ValueError("not a bool (true/false)")
+    if isinstance(old, (int, float)):
+        return type(old)(value)
+    if isinstance(old, str):
+        return value
+    if old is None:  # an optional field: a Python literal, else the text itself
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    parsed = ast.literal_eval(value)
+    if isinstance(old, tuple):
+        return tuple(parsed) if isinstance(parsed, (list, tuple)) else (parsed,)
+    return parsed
 
 
 def run(FLAGS, mode: str) -> None:
@@ -185,4 +250,4 @@ def run(FLAGS, mode: str) -> None:
         else:
             trainer.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.which)
     except USER_ERRORS as e:
-        _fail(e)
+        fail(e)

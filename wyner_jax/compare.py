@@ -4,12 +4,14 @@ distances (the best of each row in bold; for distances and leakage checks the lo
 
   python -m wyner_jax.compare \
       --configs=configs/digits_add1.py,configs/iiae_digits_add1.py \
-      --workdir=runs/compare [--steps=N]
+      --workdir=runs/compare [--steps=N] [--config.a.b=value ...]
 
 A config path may carry an argument after ':' (``configs/iiae_digits_add1.py:conv``). Each
 run trains in ``<workdir>/<config name>[_<arg>]`` with ``trainer.train_and_evaluate``;
 re-running resumes every run from its checkpoints (a finished run is only re-evaluated).
-``--steps`` overrides ``config.train.num_steps`` of every run alike. The table goes to
+``--steps`` overrides ``config.train.num_steps`` of every run alike, and each
+``--config.a.b=value`` that field of every config (refused, before anything trains, when a
+config has no such field or the value is not of its type). The table goes to
 stdout, ``<workdir>/comparison.md`` and, with every metric and the wall-clock time of each
 run, ``<workdir>/comparison.json``.
 """
@@ -24,6 +26,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
+from wyner_jax import cli
 from wyner_jax.evaluation.direction import lower_is_better
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
@@ -130,7 +133,11 @@ def format_markdown(
 
 
 def run_comparison(
-    specs: Sequence[str], workdir: str, steps: int | None = None, configure: Callable | None = None
+    specs: Sequence[str],
+    workdir: str,
+    steps: int | None = None,
+    configure: Callable | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Trains and evaluates every config of ``specs``; writes comparison.json and .md.
 
@@ -140,6 +147,7 @@ def run_comparison(
       steps: if given, ``config.train.num_steps`` of every run.
       configure: optional ``f(config)`` applied to every config after loading (tests use it
         to shrink the networks).
+      overrides: {dotted field: value} set in every config (``--config.a.b=value``).
 
     Returns:
       {'runs': {name: {'config', 'model', 'steps', 'seconds', 'metrics'}}, 'table': markdown}.
@@ -154,12 +162,18 @@ def run_comparison(
         )
     # Load every config before training anything, so a typo fails at once.
     configs = [load_config(s) for s in specs]
-    runs = {}
-    for spec, name, config in zip(specs, names, configs):
+    for spec, config in zip(specs, configs):
+        try:
+            cli.apply_overrides(config, overrides or {})
+        except ValueError as e:
+            raise ValueError(f"{spec}: {e}") from e
         if steps is not None:
             config.train.num_steps = int(steps)
         if configure is not None:
             configure(config)
+    os.makedirs(workdir, exist_ok=True)
+    runs = {}
+    for spec, name, config in zip(specs, names, configs):
         if not config.train.evaluate_at_end:
             raise ValueError(
                 f"{spec}: config.train.evaluate_at_end is False, so there is nothing "
@@ -192,6 +206,18 @@ def run_comparison(
 
 
 FLAGS = flags.FLAGS
+OVERRIDES: dict = {}  # the command line's --config.a.b=value, for every config
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """Takes the ``--config.*`` overrides out (they apply to every config), then parses the
+    rest as train.py does, with one-line errors."""
+    try:
+        rest, overrides = cli.split_config_overrides(argv)
+    except ValueError as e:
+        cli.fail(e)
+    OVERRIDES.update(overrides)
+    return cli.parse_flags(rest)
 
 
 def define_flags() -> None:
@@ -211,11 +237,9 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep the console to progress lines and tables
     try:
-        os.makedirs(FLAGS.workdir, exist_ok=True)
-        run_comparison(FLAGS.configs, FLAGS.workdir, FLAGS.steps)
-    except (ValueError, FileNotFoundError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        run_comparison(FLAGS.configs, FLAGS.workdir, FLAGS.steps, overrides=OVERRIDES)
+    except cli.USER_ERRORS as e:
+        cli.fail(e)
 
 
 if __name__ == "__main__":
@@ -223,4 +247,4 @@ if __name__ == "__main__":
 
     allocator.use_caching_allocator()  # before JAX starts: see wyner_jax/allocator.py
     define_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -34,13 +34,13 @@ import csv
 import json
 import math
 import os
-import sys
 import time
 from typing import Sequence
 
 import numpy as np
 from absl import app, flags, logging
 
+from wyner_jax import cli
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
 # Evaluation metrics shown per λ (all "higher is better"), in table order. Fréchet distances
@@ -431,8 +431,6 @@ def define_flags() -> None:
 
 
 def main(argv):
-    from wyner_jax import cli
-
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:
@@ -450,11 +448,10 @@ def main(argv):
             ci_last=FLAGS.ci_last,
         )
     except cli.USER_ERRORS as e:
-        logging.error("%s: %s", type(e).__name__, e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        cli.fail(e)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    # One-line errors for a bad --config file or --config.a.b override, as train.py's.
+    app.run(main, flags_parser=cli.parse_flags)

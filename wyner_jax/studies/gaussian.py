@@ -33,7 +33,6 @@ if __name__ == "__main__":  # first, before JAX starts: see wyner_jax/allocator.
 
 import ast
 import copy
-import json
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags, logging
 
+from wyner_jax import cli
 from wyner_jax.evaluation.gaussian import (
     wyner_ci_under_instance_noise,
     wyner_common_information_gaussian,
@@ -114,17 +114,7 @@ def run_config(variant: str, rho: float, seed: int, overrides: dict):
     with cfg.unlocked():
         cfg.data.rho = float(rho)
         cfg.seed = int(seed)
-        for key, value in overrides.items():
-            *parents, leaf = key.split(".")
-            node = cfg
-            for p in parents:
-                node = node.get(p) if hasattr(node, "get") else None
-                if node is None:
-                    break
-            if node is None or not hasattr(node, "get") or leaf not in node:
-                raise ValueError(f"--set {key}: no such config key; check the spelling.")
-            old = node[leaf]
-            node[leaf] = type(old)(value) if isinstance(old, (int, float, str)) else value
+        cli.apply_overrides(cfg, overrides, flag="--set ")
     return cfg
 
 
@@ -356,8 +346,6 @@ def define_flags() -> None:
 
 
 def main(argv):
-    from wyner_jax import cli
-
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:
