@@ -42,3 +42,6 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+# `gcs_bucket` and `gcs_dir`: a GCS-compatible server on 127.0.0.1 for gs:// run directories.
+pytest_plugins = ["tests.gcs_server"]
