@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.tolerances import approx
 from wyner_jax.evaluation.gaussian import wyner_ci_under_instance_noise
 from wyner_jax.studies import gaussian as study
 
@@ -109,6 +110,8 @@ def test_study_command_trains_tabulates_and_reuses(tmp_path):
         "--set=data.n_train=600",
         "--set=data.n_test=300",
         "--set=train.checkpoint_every=4",
+        "--set=train.eval_every=2",
+        "--average_last=2",
     ]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -116,6 +119,13 @@ def test_study_command_trains_tabulates_and_reuses(tmp_path):
     assert set(summary["runs"]) == {"stochastic/rho_0.5_seed_1"}
     wyner = summary["runs"]["stochastic/rho_0.5_seed_1"]["metrics"]
     assert wyner["train/step"] == 4.0 and "gaussian/var_ci_estimate" in wyner
+    # --average_last=2: the mean of the evaluations at steps 2 and 4 (the final one), not the
+    # final one alone.
+    log = [json.loads(l) for l in open(tmp_path / "stochastic/rho_0.5_seed_1/eval_metrics.jsonl")]
+    assert [r["step"] for r in log] == [2, 4] and wyner["average/first_step"] == 2
+    for key in ("gaussian/x2y_slope", "gaussian/joint_cov_xy", "gaussian/var_ci_estimate"):
+        assert log[0][key] != log[1][key]
+        assert wyner[key] == approx((log[0][key] + log[1][key]) / 2, dtype=np.float64), key
     assert (tmp_path / "study.png").stat().st_size > 10_000
     assert "**closed form**" in (tmp_path / "study.md").read_text()
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -124,7 +134,7 @@ def test_study_command_trains_tabulates_and_reuses(tmp_path):
     bad = subprocess.run(
         cmd + ["--set=train.nm_steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
-    assert bad.returncode == 1 and "no such config key" in bad.stderr
+    assert bad.returncode == 1 and "did you mean config.train.num_steps" in bad.stderr
 
 
 def test_iiae_gaussian_config_trains_and_translates():
