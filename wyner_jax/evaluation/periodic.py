@@ -10,21 +10,20 @@ evaluates it.
 
 None of the datasets here has a validation split (the reference protocols evaluate on the
 test split), so the best checkpoint is chosen on the test metrics, as the reference Wyner code
-selects its epoch (``--ref-value-key``, wyner-model.md §4): a diagnostic, not an unbiased
+selects its epoch (``--ref-value-key``, wyner-model.md §3.4): a diagnostic, not an unbiased
 result. ``metrics.json`` is always the latest checkpoint's.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import jax
 
-from wyner_jax import checkpointing
+from wyner_jax import checkpointing, paths
 from wyner_jax.evaluation.direction import best_mode
-from wyner_jax.metrics_writer import json_number
+from wyner_jax.metrics_writer import JsonLinesLog, read_json_lines
 
 EVAL_LOG = "eval_metrics.jsonl"
 BEST_DIR = "best_checkpoint"
@@ -48,35 +47,31 @@ def check_settings(config) -> None:
             )
 
 
-def read_log(workdir: str) -> list[dict]:
+def read_log(workdir: str | os.PathLike) -> list[dict]:
     """The records of ``eval_metrics.jsonl`` (non-finite values come back as floats)."""
-    path = os.path.join(workdir, EVAL_LOG)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    records = read_json_lines(paths.path(workdir) / EVAL_LOG)
     return [{k: float(v) if isinstance(v, str) else v for k, v in r.items()} for r in records]
 
 
 class EvalRecorder:
     """Keeps ``eval_metrics.jsonl`` and the best checkpoint of one run.
 
-    The log is rewritten whole through a temporary file at each record (one short line per
-    evaluation): a resumed run drops the records after its restored step instead of repeating
-    them, and readers never see half a line. All processes call ``record`` (the checkpoint
-    save is collective); only process 0 writes the log.
+    The log is a ``JsonLinesLog``, rewritten whole at each record: a resumed run drops the
+    records after its restored step instead of repeating them. All processes call ``record``
+    (the checkpoint save is collective); only process 0 reads and writes the log.
     """
 
-    def __init__(self, config, workdir: str, start_step: int, fingerprint: dict | None = None):
-        self.workdir = workdir
-        self.chief = jax.process_index() == 0
-        self.records = [r for r in read_log(workdir) if r["step"] <= start_step]
+    def __init__(
+        self, config, workdir: str | os.PathLike, start_step: int, fingerprint: dict | None = None
+    ):
+        workdir = paths.path(workdir)
+        self.log = JsonLinesLog(workdir / EVAL_LOG, start_step) if jax.process_index() == 0 else None
         self.metric = config.eval.best_metric
         self.best = None
         if self.metric:
             self.mode = best_mode(self.metric, config.eval.best_mode)
             self.best = checkpointing.Checkpointer(
-                os.path.join(workdir, BEST_DIR), keep=1, fingerprint=fingerprint
+                workdir / BEST_DIR, keep=1, fingerprint=fingerprint
             )
             meta = self.best.latest_meta()
             self.best_value = meta.get("best_value")
@@ -92,10 +87,8 @@ class EvalRecorder:
     def record(self, step: int, metrics: dict[str, float], state=None) -> None:
         """Logs the metrics of ``step``; saves ``state`` as the best when it beats the best."""
         values = {k: float(v) for k, v in metrics.items() if k != "train/step"}
-        self.records = [r for r in self.records if r["step"] < step]
-        self.records.append({"step": int(step), **values})
-        if self.chief:
-            self._write()
+        if self.log is not None:
+            self.log.write(step, values)
         if self.best is None or state is None:
             return
         if self.metric not in values:
@@ -108,15 +101,6 @@ class EvalRecorder:
             extra = {"best_metric": self.metric, "best_value": value}
             self.best.save(step, state, force=True, extra=extra)
             self.best_value, self.best_step = value, int(step)
-
-    def _write(self) -> None:
-        path = os.path.join(self.workdir, EVAL_LOG)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            for r in self.records:
-                values = {k: json_number(v) for k, v in r.items() if k != "step"}
-                f.write(json.dumps({"step": r["step"], **values}) + "\n")
-        os.replace(tmp, path)
 
     def close(self) -> None:
         if self.best is not None:
