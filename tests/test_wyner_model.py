@@ -331,7 +331,7 @@ def test_linear_tail_learning_rate_schedule():
     """optim.schedule='linear_tail': lr until decay_from·num_steps, then linearly to 0."""
     import ml_collections
 
-    from wyner_jax.models.wyner import learning_rate, make_optimizer
+    from wyner_jax.optim import learning_rate, make_optimizer
 
     o = ml_collections.ConfigDict(
         dict(

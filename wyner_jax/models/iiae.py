@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from wyner_jax import losses, nets
+from wyner_jax import losses, nets, optim
 from wyner_jax.conv2x import Conv2x
 from wyner_jax.subpixel import ConvTranspose2x
 
@@ -533,11 +533,6 @@ class IIAEState:
     opt_state: Any
 
 
-def make_optimizer(c) -> optax.GradientTransformation:
-    """One Adam over every network: lr 2e-4, β1 0.5, β2 0.999, eps 1e-8 (§5.2, §8)."""
-    return optax.adam(c.lr, b1=c.b1, b2=c.b2, eps=c.eps)
-
-
 def resample_bn_scales(params, key):
     """BatchNorm scales γ ~ N(1, 0.02) as the reference's ``batchnorm`` (Flax starts at 1)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -625,7 +620,8 @@ class IIAEModel:
         self.net = IIAENetworks(self.arch, float(c.logvar_max))
         # Generated captions are returned as argmax token ids; other y as they are.
         self.y_output = getattr(self.arch, "y_output", lambda y: y)
-        self.optimizer = make_optimizer(c)
+        # One Adam over every network: lr 2e-4, β1 0.5, β2 0.999, eps 1e-8 (§5.2, §8).
+        self.optimizer = optim.make_optimizer(c, c.lr)
         self.bn_batch_stats_at_eval = bool(c.bn_batch_stats_at_eval)
         self.compute_dtype = nets.check_compute_dtype(config.model.compute_dtype)
 

@@ -29,7 +29,7 @@ import optax
 from absl import logging
 from flax import struct
 
-from wyner_jax import losses, nets, text_nets
+from wyner_jax import losses, nets, optim, text_nets
 from wyner_jax.instance_noise import Noisy, perturb
 
 # Which sample set and which latents each distribution-matching estimator sees (§2.2).
@@ -718,44 +718,6 @@ class WynerState:
     ema_params: Any
 
 
-def learning_rate(o, lr: float, num_steps: int) -> optax.ScalarOrSchedule:
-    """``config.optim.schedule``: 'constant' (the reference) or 'linear_tail' (lr until
-    ``decay_from``·num_steps, then linearly to 0 at num_steps)."""
-    schedule = o.get("schedule", "constant")
-    if schedule == "constant":
-        return lr
-    if schedule == "linear_tail":
-        start = int(float(o.decay_from) * num_steps)
-        if not 0 <= start < num_steps:
-            raise ValueError(
-                f"config.optim.decay_from={o.decay_from} must lie in [0, 1): the decay starts "
-                f"at decay_from·train.num_steps and must end at num_steps ({num_steps})."
-            )
-        return optax.linear_schedule(lr, 0.0, num_steps - start, transition_begin=start)
-    raise ValueError(
-        f"config.optim.schedule must be 'constant' or 'linear_tail', got {schedule!r}."
-    )
-
-
-def make_optimizer(o, lr: float, num_steps: int = 1) -> optax.GradientTransformation:
-    """Adam with amsgrad, betas (0.5, 0.999) by default (§3.1), or RMSprop; learning rate
-    from ``learning_rate``."""
-    lr = learning_rate(o, lr, num_steps)
-    if o.name == "adam":
-        opt = (
-            optax.amsgrad(lr, b1=o.b1, b2=o.b2, eps=o.eps)
-            if o.amsgrad
-            else optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
-        )
-    elif o.name == "rmsprop":
-        opt = optax.rmsprop(lr, decay=0.99, eps=o.eps)
-    else:
-        raise ValueError(f"config.optim.name must be 'adam' or 'rmsprop', got {o.name!r}.")
-    if o.clip_grad_norm > 0:
-        opt = optax.chain(optax.clip_by_global_norm(o.clip_grad_norm), opt)
-    return opt
-
-
 def ema_decay(decay: float, num_updates, warmup: bool):
     """torch_ema's decay with ``use_num_updates``: min(d, (1+n)/(10+n)) after n updates."""
     if not warmup:
@@ -820,8 +782,8 @@ class WynerModel:
                     "otherwise use l1, l2 or cosine."
                 )
         steps = int(config.train.num_steps)
-        self.gen_opt = make_optimizer(config.optim, config.optim.lr_generator, steps)
-        self.disc_opt = make_optimizer(config.optim, config.optim.lr_discriminator, steps)
+        self.gen_opt = optim.make_optimizer(config.optim, config.optim.lr_generator, steps)
+        self.disc_opt = optim.make_optimizer(config.optim, config.optim.lr_discriminator, steps)
         self.compute_dtype = nets.check_compute_dtype(config.model.compute_dtype)
 
     # ------------------------------------------------------------------ randomness
