@@ -1,13 +1,13 @@
 """Caption tokenisation and vocabulary of the CUB caption domain (wyner-model.md §5.3).
 
 The reference (MMVAE's `CUBSentences`, reused by the Wyner code) tokenises with NLTK's
-`sent_tokenize` + `word_tokenize`, which needs the `punkt` model, a run-time download. Here
-the tokeniser is a small set of regular expressions with the Penn Treebank conventions that
-`word_tokenize` applies (`tokenize`): sentence-final periods, commas, colons, semicolons,
-?!, brackets and quotes become tokens, clitics are split off ("bird's" → "bird 's",
-"doesn't" → "does n't", "cannot" → "can not"), hyphenated words and decimals stay whole. A
-line holding several sentences is split after . ! ? followed by white space, as punkt does on
-these captions, so inner sentence periods become tokens too.
+`sent_tokenize` + `word_tokenize`. `word_tokenize` is `sent_tokenize` (the `punkt` model, a
+run-time download) followed by `NLTKWordTokenizer` on each sentence (regular expressions, no
+download). Here (`tokenize`) the words come from that same `NLTKWordTokenizer` (Penn
+Treebank conventions: sentence-final periods, commas, ?!, brackets and quotes become tokens,
+"bird's" → "bird 's", "doesn't" → "does n't", "cannot" → "can not"), and a line holding
+several sentences is split after . ! ? followed by white space, as punkt does on these
+captions, so inner sentence periods become tokens too.
 
 Captions are **lines** of the text files: the reference runs punkt over the whole file, which
 gives the same sentences when every line is one caption ending in a period (as in MMVAE's
@@ -27,6 +27,7 @@ import re
 from typing import Iterable, Sequence
 
 import numpy as np
+from nltk.tokenize import NLTKWordTokenizer
 
 EXC, PAD, EOS = "<exc>", "<pad>", "<eos>"
 SPECIAL_TOKENS = (EXC, PAD, EOS)
@@ -35,27 +36,7 @@ MAX_LENGTH = 32
 MIN_COUNT = 3
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# (pattern, replacement) applied in order to " " + sentence + " ".
-_RULES = [
-    # opening double quotes become `` and closing ones '' (Treebank quote tokens)
-    (re.compile(r'^\s*"'), " `` "),
-    (re.compile(r'(?<=[\s(\[{<])"'), " `` "),
-    # the sentence-final period (with closing brackets / quotes after it)
-    (re.compile(r"([^.])(\.)([\]\)}>\"']*)\s*$"), r"\1 \2 \3 "),
-    # commas and colons, except inside numbers ("1,000", "10:30")
-    (re.compile(r"([:,])([^\d])"), r" \1 \2"),
-    (re.compile(r"([:,])$"), r" \1 "),
-    (re.compile(r"\.{2,}"), r" \g<0> "),
-    (re.compile(r"[;@#$%&?!*]"), r" \g<0> "),
-    (re.compile(r"([^'])' "), r"\1 ' "),
-    (re.compile(r"[\]\[(){}<>]"), r" \g<0> "),
-    (re.compile(r"--"), r" -- "),
-    (re.compile(r'"'), " '' "),
-    # clitics
-    (re.compile(r"([^' ])('[sSmMdD]|') "), r"\1 \2 "),
-    (re.compile(r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) "), r"\1 \2 "),
-    (re.compile(r"(?i)\b(can)(not)\b"), r" \1 \2 "),
-]
+_WORDS = NLTKWordTokenizer()  # word_tokenize's own per-sentence tokenizer
 
 
 def tokenize(line: str) -> list[str]:
@@ -64,13 +45,7 @@ def tokenize(line: str) -> list[str]:
     >>> tokenize("this bird's beak is short, and pointed.")
     ['this', 'bird', "'s", 'beak', 'is', 'short', ',', 'and', 'pointed', '.']
     """
-    tokens: list[str] = []
-    for sentence in _SENTENCE_END.split(line.strip()):
-        text = f" {sentence} "
-        for pattern, replacement in _RULES:
-            text = pattern.sub(replacement, text)
-        tokens.extend(text.split())
-    return tokens
+    return [w for sentence in _SENTENCE_END.split(line.strip()) for w in _WORDS.tokenize(sentence)]
 
 
 def build_vocabulary(
