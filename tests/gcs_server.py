@@ -256,3 +256,14 @@ def gcs_dir(gcs_bucket, request):
 
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:60]
     return epath.Path(f"gs://{gcs_bucket}/{name}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(params=["local", "gcs"])
+def local_or_gcs_dir(request, tmp_path):
+    """A fresh run directory as an `etils.epath.Path`, once a local folder (`tmp_path/run`,
+    not created) and once a gs:// prefix of `gcs_dir`: a test taking it runs on both."""
+    from etils import epath
+
+    if request.param == "local":
+        return epath.Path(tmp_path / "run")
+    return request.getfixturevalue("gcs_dir") / "run"

@@ -1,8 +1,6 @@
 """Orbax checkpoints: round trip, keep-N, falling back past a damaged checkpoint, and
 refusing a checkpoint written by another configuration."""
 
-import os
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -37,20 +35,24 @@ def test_no_checkpoint_restores_nothing(tmp_path):
     ck.close()
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
-    ck = Checkpointer(str(tmp_path), keep=3)
+def files_under(folder):
+    """Every file under ``folder`` (an epath.Path: local, or gs://, where epath has no rglob)."""
+    for child in folder.iterdir():
+        yield from files_under(child) if child.is_dir() else [child]
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(local_or_gcs_dir):
+    """Locally and in a gs:// bucket (the files are objects, written by tensorstore)."""
+    ck = Checkpointer(local_or_gcs_dir, keep=3)
     ck.save(1, state(1))
     ck.save(2, state(2))
     ck.close()
-    # Truncate every data file of the newest checkpoint.
-    damaged = 0
-    for root, _, files in os.walk(tmp_path / "2" / "state"):
-        for name in files:
-            with open(os.path.join(root, name), "r+b") as f:
-                f.truncate(0)
-            damaged += 1
+    # Empty every data file of the newest checkpoint.
+    damaged = list(files_under(local_or_gcs_dir / "2" / "state"))
+    for path in damaged:
+        path.write_bytes(b"")
     assert damaged
-    ck = Checkpointer(str(tmp_path), keep=3)
+    ck = Checkpointer(local_or_gcs_dir, keep=3)
     restored, step = ck.restore(state(0))
     assert step == 1
     np.testing.assert_array_equal(restored["w"], np.full((3, 2), 1.0))

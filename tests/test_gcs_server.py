@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import wyner_jax.paths  # noqa: F401 -- its fsspec setting (no listings cache) for every test
+
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -165,16 +167,19 @@ print(sorted(p.name for p in run.iterdir()))
 def test_subprocess_inherits_the_server(gcs_dir, localhost_only):
     """A child process finds the server through the inherited environment alone.
 
-    gcsfs caches directory listings for the life of its filesystem object (one per process,
-    kept by epath), and answers `exists`, `open` and `iterdir` under a listed folder from
-    that listing: an object another process (train.py for eval.py) wrote there afterwards is
-    missing until `invalidate_cache()`. A filesystem with `use_listings_cache=False` (fsspec
-    config key, or FSSPEC_GCS_USE_LISTINGS_CACHE=false) always asks the server.
+    A gcsfs file system with its listings cache (gcsfs's default) keeps each folder listing
+    for its whole life, and answers `exists`, `open` and `iterdir` under a listed folder from
+    it: an object another process (train.py for eval.py, another host) wrote there afterwards
+    is missing until `invalidate_cache()`. wyner_jax.paths turns the cache off (fsspec config
+    `use_listings_cache=False`) for the file system epath opens, which then always asks the
+    server.
     """
     import fsspec
 
+    cached = fsspec.filesystem("gcs", use_listings_cache=True, skip_instance_cache=True)
     (gcs_dir / "from_parent.json").write_text("{}")
-    assert [p.name for p in gcs_dir.iterdir()] == ["from_parent.json"]  # now cached
+    assert [p.name for p in gcs_dir.iterdir()] == ["from_parent.json"]
+    assert [p.split("/")[-1] for p in cached.ls(str(gcs_dir))] == ["from_parent.json"]
 
     child = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_CHILD), str(gcs_dir)],
@@ -186,12 +191,13 @@ def test_subprocess_inherits_the_server(gcs_dir, localhost_only):
     assert child.stdout.split("\n")[-2] == "['from_child.json', 'from_parent.json']"
 
     from_child = gcs_dir / "from_child.json"
-    assert not from_child.exists()  # the stale listing
+    assert not cached.exists(str(from_child))  # the stale listing
     with pytest.raises(FileNotFoundError):
-        from_child.read_text()
-    uncached = fsspec.filesystem("gcs", use_listings_cache=False, skip_instance_cache=True)
-    assert uncached.cat_file(str(from_child)) == b'{"pid": 1}'
-    gcs_dir._backend.fs(str(gcs_dir)).invalidate_cache()
+        cached.open(str(from_child)).read()
+    cached.invalidate_cache()
+    assert cached.cat_file(str(from_child)) == b'{"pid": 1}'
+    # What the library reads through: epath's file system, without the listings cache.
+    assert gcs_dir._backend.fs(str(gcs_dir)).dircache.use_listings_cache is False
     assert from_child.read_text() == '{"pid": 1}'
     assert sorted(p.name for p in gcs_dir.iterdir()) == ["from_child.json", "from_parent.json"]
 

@@ -12,18 +12,21 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from wyner_jax import paths
+
 
 class Checkpointer:
     """An async ``ocp.CheckpointManager`` keeping the last ``keep`` checkpoints of a run."""
 
     def __init__(
         self,
-        directory: str,
+        directory: str | os.PathLike,
         keep: int = 3,
         async_save: bool = True,
         fingerprint: dict | None = None,
     ):
-        self.directory = os.path.abspath(directory)
+        # Local paths made absolute; gs:// kept as is (Orbax writes it through tensorstore).
+        self.directory = paths.absolute(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             create=True,

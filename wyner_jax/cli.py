@@ -7,13 +7,14 @@ import difflib
 import glob
 import importlib.util
 import inspect
+import json
 import os
 import sys
 
 import ml_collections
 from absl import flags, logging
 
-from wyner_jax import parallel
+from wyner_jax import parallel, paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,18 +116,16 @@ def _tuples(value):
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a run was trained with: ``<workdir>/config.json`` (written by train.py), so
     ``eval.py --workdir=DIR`` needs neither the config file nor the overrides again."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    paths.check_supported(workdir)
+    path = paths.path(workdir) / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(
             f"{path} does not exist, so the run's config is unknown; pass the training "
             "config and its overrides (--config=configs/....py --config.a.b=...), or a "
             "--workdir that train.py wrote."
         )
-    import json
-
     try:
-        with open(path) as f:
-            saved = json.load(f)
+        saved = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(
             f"{path} is not valid JSON ({e}); pass --config=<the training config> instead."

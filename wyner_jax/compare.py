@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 from absl import app, flags, logging
 
-from wyner_jax import cli
+from wyner_jax import cli, paths
 from wyner_jax.evaluation.direction import lower_is_better
 from wyner_jax.metrics_writer import log_progress, write_json_atomic
 
@@ -171,7 +171,9 @@ def run_comparison(
             config.train.num_steps = int(steps)
         if configure is not None:
             configure(config)
-    os.makedirs(workdir, exist_ok=True)
+    paths.check_supported(workdir)
+    workdir = paths.path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)  # writes nothing on gs://
     runs = {}
     for spec, name, config in zip(specs, names, configs):
         if not config.train.evaluate_at_end:
@@ -180,11 +182,10 @@ def run_comparison(
                 "to compare; set it to True."
             )
         log_progress(
-            f"== {name}: {config.model.name}, {config.train.num_steps} steps "
-            f"→ {os.path.join(workdir, name)}"
+            f"== {name}: {config.model.name}, {config.train.num_steps} steps " f"→ {workdir / name}"
         )
         start = time.perf_counter()
-        metrics = trainer.train_and_evaluate(config, os.path.join(workdir, name))
+        metrics = trainer.train_and_evaluate(config, str(workdir / name))
         runs[name] = {
             "config": spec,
             "model": config.model.name,
@@ -198,9 +199,8 @@ def run_comparison(
         "wall-clock s (train + eval)": {n: f"{r['seconds']:.0f}" for n, r in runs.items()},
     }
     table = format_markdown({n: r["metrics"] for n, r in runs.items()}, extra)
-    write_json_atomic(os.path.join(workdir, "comparison.json"), {"runs": runs, "order": names})
-    with open(os.path.join(workdir, "comparison.md"), "w") as f:
-        f.write(table + "\n")
+    write_json_atomic(workdir / "comparison.json", {"runs": runs, "order": names})
+    paths.write_atomic(workdir / "comparison.md", table + "\n")
     log_progress(table)
     return {"runs": runs, "table": table}
 

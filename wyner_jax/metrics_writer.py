@@ -10,37 +10,70 @@ import time
 
 import numpy as np
 
+from wyner_jax import paths
 
-def write_json_atomic(path: str, obj) -> None:
-    """Writes JSON to ``path`` through a temporary file, so readers never see half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Writes JSON to ``path`` (local or gs://) so that readers never see half a file."""
+    paths.write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json_lines(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file (as written: non-finite numbers are strings); [] when
+    the file does not exist."""
+    path = paths.path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class JsonLinesLog:
+    """A JSON-lines log of ``{"step": ..., ...}`` records, kept in memory and rewritten whole
+    (``paths.write_atomic``) at each record: ``train_metrics.jsonl`` and
+    ``eval_metrics.jsonl``.
+
+    Appending cannot work on an object store (gcsfs's ``open(path, 'a')`` rewrites the object
+    with the new lines only), and rewriting also keeps a resume exact: the records after the
+    restored step, which the resumed run logs again, are dropped at the start instead of
+    being repeated, and a record replaces any of the same or a later step. A reader never
+    sees half a line. One short line per logged step: for 1,000 logs of 40 metrics the file
+    is under 2 MB, the size of a TensorBoard event file, which tensorboardX uploads whole at
+    each flush too.
+    """
+
+    def __init__(self, path: str | os.PathLike, through_step: int):
+        self.path = paths.path(path)
+        self.records = [r for r in read_json_lines(self.path) if r["step"] <= through_step]
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        """Adds the record of ``step`` (non-finite values as strings) and rewrites the file."""
+        record = {"step": int(step), **{k: json_number(v) for k, v in values.items()}}
+        self.records = [r for r in self.records if r["step"] < record["step"]] + [record]
+        paths.write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
 
 class MetricsWriter:
-    """TensorBoard (tensorboardX, no TensorFlow needed) plus a JSON-lines log."""
+    """TensorBoard (tensorboardX, no TensorFlow needed) plus ``train_metrics.jsonl``, whose
+    records after ``start_step`` (the restored checkpoint's) are dropped: the resumed run
+    logs those steps again."""
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    def __init__(self, workdir: str | os.PathLike, start_step: int, enabled: bool = True):
         self.enabled = enabled
         self._tb = None
         self._jsonl = None
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"), flush_secs=30)
-            self._jsonl = open(os.path.join(workdir, "train_metrics.jsonl"), "a")
+            workdir = paths.path(workdir)
+            self._tb = SummaryWriter(logdir=str(workdir / "tensorboard"), flush_secs=30)
+            self._jsonl = JsonLinesLog(workdir / "train_metrics.jsonl", start_step)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
             return
         for k, v in values.items():
             self._tb.add_scalar(k, float(v), step)
-        record = {"step": int(step), **{k: json_number(v) for k, v in values.items()}}
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
+        self._jsonl.write(step, values)
 
     def eval_scalars(self, step: int, metrics: dict[str, float]) -> None:
         """An evaluation's metrics as ``eval/<name>`` TensorBoard scalars (not in the jsonl log,
@@ -59,7 +92,6 @@ class MetricsWriter:
     def close(self) -> None:
         if self.enabled:
             self._tb.close()
-            self._jsonl.close()
 
 
 def write_eval_scalars(workdir: str, step: int, metrics: dict[str, float]) -> None:
@@ -68,7 +100,7 @@ def write_eval_scalars(workdir: str, step: int, metrics: dict[str, float]) -> No
     then)."""
     from tensorboardX import SummaryWriter
 
-    with SummaryWriter(logdir=os.path.join(workdir, "tensorboard")) as tb:
+    with SummaryWriter(logdir=str(paths.path(workdir) / "tensorboard")) as tb:
         _add_eval_scalars(tb, step, metrics)
 
 

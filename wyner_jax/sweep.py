@@ -31,17 +31,18 @@ if __name__ == "__main__":  # first, before JAX starts: see wyner_jax/allocator.
 
 import copy
 import csv
+import io
 import json
 import math
-import os
 import time
 from typing import Sequence
 
 import numpy as np
 from absl import app, flags, logging
 
-from wyner_jax import cli
-from wyner_jax.metrics_writer import log_progress, write_json_atomic
+from wyner_jax import cli, paths
+from wyner_jax.evaluation import figures
+from wyner_jax.metrics_writer import log_progress, read_json_lines, write_json_atomic
 
 # Evaluation metrics shown per λ (all "higher is better"), in table order. Fréchet distances
 # ("fd/...", lower is better) are added when the evaluation produces them.
@@ -145,18 +146,10 @@ def run_config(config, lambda_key: str, lam: float, seed: int):
 def ci_estimate(workdir: str, metric: str, last: int) -> float | None:
     """Mean of ``metric`` over the last ``last`` logged steps of ``train_metrics.jsonl``
     (a step logged twice, after a resume, counts once: its latest record). None if absent."""
-    path = os.path.join(workdir, "train_metrics.jsonl")
-    if not os.path.isfile(path):
-        return None
     by_step = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            record = json.loads(line)
-            if metric in record:
-                by_step[int(record["step"])] = float(record[metric])  # "nan" strings too
+    for record in read_json_lines(paths.path(workdir) / "train_metrics.jsonl"):
+        if metric in record:
+            by_step[int(record["step"])] = float(record[metric])  # "nan" strings too
     if not by_step:
         return None
     values = [by_step[s] for s in sorted(by_step)[-last:]]
@@ -165,16 +158,14 @@ def ci_estimate(workdir: str, metric: str, last: int) -> float | None:
 
 def finished_metrics(run_dir: str, cfg) -> dict | None:
     """The run's metrics.json if it belongs to exactly this config and step count, else None."""
-    metrics_path = os.path.join(run_dir, "metrics.json")
-    config_path = os.path.join(run_dir, "config.json")
-    if not (os.path.isfile(metrics_path) and os.path.isfile(config_path)):
+    metrics_path = paths.path(run_dir) / "metrics.json"
+    config_path = paths.path(run_dir) / "config.json"
+    if not (metrics_path.is_file() and config_path.is_file()):
         return None
-    with open(config_path) as f:
-        saved = json.load(f)
+    saved = json.loads(config_path.read_text())
     if saved != json.loads(cfg.to_json_best_effort()):
         return None  # another config in this directory: train_and_evaluate decides
-    with open(metrics_path) as f:
-        metrics = json.load(f)
+    metrics = json.loads(metrics_path.read_text())
     if metrics.get("train/step") != float(cfg.train.num_steps):
         return None
     return metrics
@@ -230,17 +221,16 @@ def write_csv(path: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
     columns = ["lambda", "n_seeds"]
     for k in [*keys, "ci_estimate"]:
         columns += [f"{k}_mean"] + ([f"{k}_std"] if several else [])
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for r in rows:
-            line = [r["lambda"], r["n_seeds"]]
-            for k in [*keys, "ci_estimate"]:
-                s = r["stats"][k]
-                line += [_csv(s["mean"])] + ([_csv(s["std"])] if several else [])
-            writer.writerow(line)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    for r in rows:
+        line = [r["lambda"], r["n_seeds"]]
+        for k in [*keys, "ci_estimate"]:
+            s = r["stats"][k]
+            line += [_csv(s["mean"])] + ([_csv(s["std"])] if several else [])
+        writer.writerow(line)
+    paths.write_atomic(path, text.getvalue())
 
 
 def _csv(v):
@@ -284,7 +274,7 @@ def plot(path: str, rows: Sequence[dict], keys: Sequence[str], ci_label: str) ->
         elif ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    figures.save_figure(path, fig, dpi=100)
 
 
 def _nan(v):
@@ -330,12 +320,14 @@ def run_sweep(
         )
     # Build every run's config first, so a bad --lambda_key fails before any training.
     plan = [(lam, s, run_config(config, lambda_key, lam, s)) for lam in lambdas for s in seeds]
-    os.makedirs(workdir, exist_ok=True)
+    paths.check_supported(workdir)
+    workdir = paths.path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)  # writes nothing on gs://
 
     runs = {}
     for i, (lam, seed, cfg) in enumerate(plan):
         name = run_dir_name(lam, seed)
-        run_dir = os.path.join(workdir, name)
+        run_dir = str(workdir / name)
         metrics = finished_metrics(run_dir, cfg)
         reused = metrics is not None
         start = time.perf_counter()
@@ -399,11 +391,10 @@ def run_sweep(
         "rows": rows,
         "runs": runs,
     }
-    write_json_atomic(os.path.join(workdir, "sweep.json"), summary)
-    write_csv(os.path.join(workdir, "sweep.csv"), rows, keys)
-    with open(os.path.join(workdir, "sweep.md"), "w") as f:
-        f.write(table + "\n\n" + summary["ci_note"] + "\n")
-    plot(os.path.join(workdir, "sweep.png"), rows, keys, ci_label)
+    write_json_atomic(workdir / "sweep.json", summary)
+    write_csv(workdir / "sweep.csv", rows, keys)
+    paths.write_atomic(workdir / "sweep.md", table + "\n\n" + summary["ci_note"] + "\n")
+    plot(workdir / "sweep.png", rows, keys, ci_label)
     log_progress(table)
     return {**summary, "table": table}
 

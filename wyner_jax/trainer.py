@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from wyner_jax import checkpointing, data, faults, parallel
+from wyner_jax import checkpointing, data, faults, parallel, paths
 from wyner_jax.evaluation import periodic, runner
 from wyner_jax.metrics_writer import MetricsWriter, Progress, log_progress, write_json_atomic
 from wyner_jax.models.base import build_model
@@ -27,32 +27,22 @@ from wyner_jax.prefetch import Prefetcher
 PROGRESS_KEYS = ("disc/total", "gen/total", "gen/var_ci", "loss/total")
 
 
-def check_local_workdir(workdir: str) -> None:
-    """Refuses URLs (gs://, s3://): every writer here uses local paths, so ``gs://b/run``
-    would silently become a folder ``gs:/b/run`` under the current directory, a different
-    one on every host. Object-store run directories are issue 22's work."""
-    if "://" in str(workdir):
-        raise ValueError(
-            f"--workdir={workdir!r} is a URL; run directories on object stores are not "
-            "supported yet (the run would go to a local folder named after the URL). Use a "
-            "path every host sees: a shared file system, or the bucket mounted at the same "
-            "path on every host (e.g. with gcsfuse)."
-        )
-
-
-def prepare_workdir(workdir: str) -> None:
-    """Creates ``workdir``; fails early if it is not a directory this process can write."""
-    check_local_workdir(workdir)
+def prepare_workdir(workdir: str | os.PathLike) -> None:
+    """Creates ``workdir`` (local, or a gs:// prefix); fails early if this process cannot
+    write there. Each process probes its own file: on a shared folder or bucket one
+    process's probe is not another's to delete."""
+    paths.check_supported(workdir)
+    workdir = paths.path(workdir)
     try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        workdir.mkdir(parents=True, exist_ok=True)  # writes nothing on gs://
+        probe = workdir / f".write_test.{jax.process_index()}"
+        probe.write_text("ok")
+        probe.unlink()
     except OSError as e:
         raise PermissionError(
-            f"Cannot write to --workdir={workdir!r} ({e.strerror or e}); pass a directory you "
-            "can create and write to (not an existing file, not under a read-only folder)."
+            f"Cannot write to --workdir={str(workdir)!r} ({e.strerror or e}); pass a directory "
+            "you can create and write to (not an existing file, not under a read-only folder; "
+            "for gs://, a bucket that exists and that your credentials may write)."
         ) from e
 
 
@@ -61,7 +51,7 @@ def write_config(workdir: str, config) -> None:
     the checkpoint check), so a refused run leaves the previous config.json in place."""
     if jax.process_index() == 0:
         write_json_atomic(
-            os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort())
+            paths.path(workdir) / "config.json", json.loads(config.to_json_best_effort())
         )
 
 
@@ -182,6 +172,7 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     counted (``'skip'``); SIGTERM/SIGINT save a checkpoint at the current step and return.
     """
     # Everything that can reject the config runs before anything is written to workdir.
+    paths.check_supported(workdir)
     mesh = mesh if mesh is not None else parallel.make_mesh()
     check_train_config(config, mesh)
     dataset = dataset if dataset is not None else data.build(config.data)
@@ -196,7 +187,7 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     abstract = abstract_state(model, config, dataset, mesh)
     print_ = fingerprint(config, dataset, abstract)
     ckpt = checkpointing.Checkpointer(
-        os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints, fingerprint=print_
+        paths.path(workdir) / "checkpoints", keep=config.train.keep_checkpoints, fingerprint=print_
     )
     restored, restored_step = ckpt.restore(abstract)  # refuses another config's checkpoint
     write_config(workdir, config)
@@ -216,7 +207,7 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     many_steps = (
         parallel.compile_train_steps(step_fn, mesh) if config.train.steps_per_call > 1 else None
     )
-    writer = MetricsWriter(workdir, enabled=is_chief)
+    writer = MetricsWriter(workdir, start, enabled=is_chief)
     progress = Progress(start, total)
     B, seed = config.train.batch_size, config.seed
     pi, pc = jax.process_index(), jax.process_count()
@@ -344,12 +335,12 @@ def evaluate_during_training(model, state, dataset, config, writer, recorder, st
 def restore_for_eval(config, workdir: str, which: str = "latest"):
     """Restores the latest checkpoint of ``workdir``, or with ``which='best'`` the one kept
     by ``eval.best_metric`` (for eval.py)."""
-    check_local_workdir(workdir)
+    paths.check_supported(workdir)
     if which not in ("latest", "best"):
         raise ValueError(f"which must be 'latest' or 'best', got {which!r}.")
-    directory = os.path.join(workdir, "checkpoints" if which == "latest" else periodic.BEST_DIR)
+    directory = paths.path(workdir) / ("checkpoints" if which == "latest" else periodic.BEST_DIR)
     # Checked first: nothing is built for a workdir that has nothing to restore.
-    steps = os.listdir(directory) if os.path.isdir(directory) else []
+    steps = [p.name for p in directory.iterdir()] if directory.is_dir() else []
     if not any(name.isdigit() for name in steps) and which == "best":
         raise FileNotFoundError(
             f"No best checkpoint in {directory}: it is kept only by a run trained with "
@@ -382,7 +373,7 @@ def evaluate_checkpoint(config, workdir: str, which: str = "latest") -> dict[str
     """eval.py: evaluates the latest (or best) checkpoint; the best one's metrics and figures
     go to ``WORKDIR/best/`` so they do not replace the latest checkpoint's."""
     model, state, dataset, _ = restore_for_eval(config, workdir, which)
-    out = workdir if which == "latest" else os.path.join(workdir, "best")
+    out = workdir if which == "latest" else paths.path(workdir) / "best"
     return runner.evaluate_and_write(
         model, parallel.local_copy(state), dataset, config, out, tensorboard=which == "latest"
     )

@@ -24,8 +24,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from typing import Callable, Sequence
 
@@ -33,8 +31,10 @@ import flax.linen as nn
 import jax
 import numpy as np
 import optax
+from etils import epath
 from flax import serialization
 
+from wyner_jax import paths
 from wyner_jax.data.base import Domain
 
 # Bump when the network or the training procedure changes: old cache files are then ignored.
@@ -138,19 +138,18 @@ def _init_params(model: nn.Module, sample: np.ndarray, seed: int):
     return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
-def _cache_file(cache_dir: str, cache_key: str, meta: dict) -> str:
+def _cache_file(cache_dir: str, cache_key: str, meta: dict) -> epath.Path:
     digest = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_key)
-    return os.path.join(cache_dir, f"classifier-{safe}-{digest}.msgpack")
+    return paths.path(cache_dir) / f"classifier-{safe}-{digest}.msgpack"
 
 
-def _load_params(path: str, template, meta: dict):
+def _load_params(path: epath.Path, template, meta: dict):
     """The parameters stored in `path` for `meta`, or None (with a warning if unreadable)."""
-    if not os.path.exists(path):
+    if not path.exists():
         return None
     try:
-        with open(path, "rb") as f:
-            stored = serialization.msgpack_restore(f.read())
+        stored = serialization.msgpack_restore(path.read_bytes())
         if json.loads(stored["meta"]) != meta:
             raise ValueError("written for other settings")
         return serialization.from_state_dict(template, stored["params"])
@@ -159,7 +158,7 @@ def _load_params(path: str, template, meta: dict):
         return None
 
 
-def _save_params(path: str, params, meta: dict, accuracy: float) -> None:
+def _save_params(path: epath.Path, params, meta: dict, accuracy: float) -> None:
     blob = serialization.msgpack_serialize(
         {
             "meta": json.dumps(meta, sort_keys=True),
@@ -168,15 +167,7 @@ def _save_params(path: str, params, meta: dict, accuracy: float) -> None:
         }
     )
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".msgpack.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        paths.write_atomic(path, blob)
     except OSError as e:
         warnings.warn(f"Could not write the classifier cache {path} ({e}); continuing.")
 

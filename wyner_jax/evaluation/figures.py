@@ -1,12 +1,15 @@
 """Figures: sample grids (paper §6.7 sample/reconstruction plots) and scatter plots for
-vector data (the Gaussian toy problem). PNG writes are atomic (temp file + rename)."""
+vector data (the Gaussian toy problem). PNGs are encoded in memory and written whole
+(``paths.write_atomic``: local or gs://), so a reader never sees half a file."""
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 
 import numpy as np
+
+from wyner_jax import paths
 
 
 def image_grid(images: np.ndarray, border_value: int = 255) -> np.ndarray:
@@ -31,15 +34,7 @@ def image_grid(images: np.ndarray, border_value: int = 255) -> np.ndarray:
     return grid
 
 
-def _atomic_target(path: str) -> tuple[str, str]:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png.tmp")
-    os.close(fd)
-    return directory, tmp
-
-
-def save_png(path: str, array: np.ndarray) -> None:
+def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a uint8 image (HW, HW1 or HW3) as PNG; a reader never sees a half-written file."""
     from PIL import Image
 
@@ -50,16 +45,19 @@ def save_png(path: str, array: np.ndarray) -> None:
         )
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]  # PIL writes 2-D arrays as grayscale
-    _, tmp = _atomic_target(path)
-    try:
-        Image.fromarray(array).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    png = io.BytesIO()
+    Image.fromarray(array).save(png, format="PNG")
+    paths.write_atomic(path, png.getvalue())
 
 
-def scatter_plot(path: str, x: np.ndarray, y: np.ndarray, title: str) -> None:
+def save_figure(path: str | os.PathLike, fig, **savefig_kwargs) -> None:
+    """Writes a matplotlib ``Figure`` as PNG to ``path`` (local or gs://), whole."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", **savefig_kwargs)
+    paths.write_atomic(path, png.getvalue())
+
+
+def scatter_plot(path: str | os.PathLike, x: np.ndarray, y: np.ndarray, title: str) -> None:
     """Scatter plot of y against x (first coordinate if vectors) saved as PNG.
 
     Uses matplotlib's object API with the Agg canvas, so it neither needs a display nor
@@ -78,10 +76,4 @@ def scatter_plot(path: str, x: np.ndarray, y: np.ndarray, title: str) -> None:
     ax.set_ylabel("y")
     ax.set_title(title)
     fig.tight_layout()
-    _, tmp = _atomic_target(path)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_figure(path, fig)

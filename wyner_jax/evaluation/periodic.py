@@ -65,7 +65,9 @@ class EvalRecorder:
         self, config, workdir: str | os.PathLike, start_step: int, fingerprint: dict | None = None
     ):
         workdir = paths.path(workdir)
-        self.log = JsonLinesLog(workdir / EVAL_LOG, start_step) if jax.process_index() == 0 else None
+        self.log = (
+            JsonLinesLog(workdir / EVAL_LOG, start_step) if jax.process_index() == 0 else None
+        )
         self.metric = config.eval.best_metric
         self.best = None
         if self.metric:

@@ -41,7 +41,6 @@ Metric names (all in ``metrics.json``):
 
 from __future__ import annotations
 
-import os
 import weakref
 
 import jax
@@ -49,6 +48,7 @@ from absl import logging
 import jax.numpy as jnp
 import numpy as np
 
+from wyner_jax import paths
 from wyner_jax.evaluation import figures, translation_figures
 from wyner_jax.evaluation.classifier import train_image_classifier
 from wyner_jax.evaluation.coherence import add_one, coherence
@@ -487,8 +487,8 @@ def top_retrievals_figure(zq, zg, dataset, config, n_queries=10, k=10):
         return None
     from PIL import Image  # only needed for this figure
 
-    sketch_dir = os.path.join(root, config.data.get("sketch_subdir", "sketch"))
-    photo_dir = os.path.join(root, config.data.get("photo_subdir", "photo"))
+    sketch_dir = paths.path(root) / config.data.get("sketch_subdir", "sketch")
+    photo_dir = paths.path(root) / config.data.get("photo_subdir", "photo")
     _, first = np.unique(dataset.retrieval_label_x, return_index=True)
     queries = np.sort(first)[:n_queries]
     dist = np.asarray(
@@ -498,10 +498,11 @@ def top_retrievals_figure(zq, zg, dataset, config, n_queries=10, k=10):
     side = 64
 
     def load(folder, rel, frame=None):
-        path = os.path.join(folder, str(rel))
-        if not os.path.exists(path):
-            raise FileNotFoundError(path)
-        img = np.asarray(Image.open(path).convert("RGB").resize((side, side)), np.uint8)
+        path = folder / str(rel)
+        if not path.exists():
+            raise FileNotFoundError(str(path))
+        with path.open("rb") as f:
+            img = np.asarray(Image.open(f).convert("RGB").resize((side, side)), np.uint8)
         if frame is not None:
             img = img.copy()
             img[:3], img[-3:], img[:, :3], img[:, -3:] = frame, frame, frame, frame
@@ -649,10 +650,10 @@ def make_figures(inf, dataset, config, gen, key) -> dict[str, np.ndarray]:
 
 
 def write_figures(workdir, images) -> None:
-    fig_dir = os.path.join(workdir, "figures")
-    os.makedirs(fig_dir, exist_ok=True)
+    """``<workdir>/figures/<name>.png`` of each image (local or gs://)."""
+    fig_dir = paths.path(workdir) / "figures"
     for name, img in images.items():
-        figures.save_png(os.path.join(fig_dir, f"{name}.png"), img)
+        figures.save_png(fig_dir / f"{name}.png", img)
 
 
 def log_image_grids(model, state, dataset, config, writer, step) -> None:
@@ -682,22 +683,23 @@ def evaluate_and_write(
     metrics, images = evaluate(model, state, dataset, config, extras)
     metrics["train/step"] = float(jax.device_get(state.step))
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
+        workdir = paths.path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)  # writes nothing on gs://
         write_figures(workdir, images)
         if dataset.name == "gaussian" and "x2y" in model.capabilities(state):
             inf = Inference(model, state, config)
             n = min(2000, len(dataset.test.x))
             y_gen = inf.x2y(dataset.test.x[:n], jax.random.PRNGKey(EVAL_SEED))
             figures.scatter_plot(
-                os.path.join(workdir, "figures", "x2y_scatter.png"),
+                workdir / "figures" / "x2y_scatter.png",
                 dataset.test.x[:n, 0],
                 y_gen[:n, 0],
                 title="generated y vs x (first coordinate)",
             )
-        write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+        write_json_atomic(workdir / "metrics.json", metrics)
         if tensorboard:
             write_eval_scalars(workdir, int(metrics["train/step"]), metrics)
         if "samples" in extras:
-            write_json_atomic(os.path.join(workdir, "samples.json"), extras["samples"])
+            write_json_atomic(workdir / "samples.json", extras["samples"])
         log_progress(format_table(metrics))
     return metrics

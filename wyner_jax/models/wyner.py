@@ -872,22 +872,23 @@ class WynerModel:
             "y": recon[self.config.loss.recon_y],
             "latent": recon[self.config.loss.recon_latent],
         }
+        # Keyed by the term's name, which is also its weight's name in config.loss.lambdas.
         terms = {}
         for k in self.terms.pairs + self.terms.agg:
-            terms[f"gen/{k}"] = plugin(*logits[k])
-        for k in self.terms.ci:
-            terms[f"gen/{k}"] = losses.ci_penalty(logits[k][0])
+            terms[k] = plugin(*logits[k])
+        for k in self.terms.ci:  # var_ci: the CI penalty, weighted by λ_var_ci
+            terms[k] = losses.ci_penalty(logits[k][0])
         for k in self.terms.rec:
             target, pred = rec[k]
             loss = side_loss[RECONSTRUCTIONS[k]]
             if isinstance(target, tuple):  # several targets (j_rec_zuv): one loss each, summed
-                terms[f"gen/{k}"] = sum(loss(p, t) for p, t in zip(pred, target, strict=True))
+                terms[k] = sum(loss(p, t) for p, t in zip(pred, target, strict=True))
             else:
-                terms[f"gen/{k}"] = loss(pred, target)
+                terms[k] = loss(pred, target)
         # λ = 0 terms (the CI estimates the reference trains at λ_CI = 0) are logged but left
         # out of the sum, so no backward pass runs through them: 0·∂term is no update.
-        weighted = [(self.lambdas[k.split("/", 1)[1]], v) for k, v in terms.items()]
-        total = sum(lam * v for lam, v in weighted if lam)
+        total = sum(self.lambdas[k] * v for k, v in terms.items() if self.lambdas[k])
+        terms = {f"gen/{k}": v for k, v in terms.items()}
         terms["gen/total"] = total
         return total, terms
 

@@ -40,7 +40,6 @@ if __name__ == "__main__":  # first, before JAX starts: see wyner_jax/allocator.
 
 import ast
 import copy
-import os
 import sys
 import time
 from typing import Sequence
@@ -48,8 +47,8 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags, logging
 
-from wyner_jax import cli
-from wyner_jax.evaluation import periodic
+from wyner_jax import cli, paths
+from wyner_jax.evaluation import figures, periodic
 from wyner_jax.evaluation.gaussian import (
     wyner_ci_under_instance_noise,
     wyner_common_information_gaussian,
@@ -249,7 +248,7 @@ def plot(path: str, rows: Sequence[dict]) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    figures.save_figure(path, fig, dpi=100)
 
 
 def run_study(
@@ -276,11 +275,13 @@ def run_study(
         for r in rhos
         for s in seeds
     ]
-    os.makedirs(workdir, exist_ok=True)
+    paths.check_supported(workdir)
+    workdir = paths.path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)  # writes nothing on gs://
     runs = {}
     for i, (variant, rho, seed, cfg) in enumerate(plan):
         name = f"{variant}/rho_{rho_name(rho)}_seed_{seed}"
-        run_dir = os.path.join(workdir, name)
+        run_dir = str(workdir / name)
         metrics = finished_metrics(run_dir, cfg)
         reused, start = metrics is not None, time.perf_counter()
         if reused:
@@ -356,10 +357,9 @@ def run_study(
         runs=runs,
         note=note,
     )
-    write_json_atomic(os.path.join(workdir, "study.json"), summary)
-    with open(os.path.join(workdir, "study.md"), "w") as f:
-        f.write(table + "\n\n" + note + "\n")
-    plot(os.path.join(workdir, "study.png"), rows)
+    write_json_atomic(workdir / "study.json", summary)
+    paths.write_atomic(workdir / "study.md", table + "\n\n" + note + "\n")
+    plot(workdir / "study.png", rows)
     log_progress(table)
     return {**summary, "table": table}
 
