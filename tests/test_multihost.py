@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from etils import epath
 
 from tests.test_end_to_end import ROOT, TINY
 from tests.test_faults import tiny
@@ -141,11 +142,17 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_preemption_notice_to_one_worker_stops_every_worker_at_one_step(tmp_path):
+def test_a_preemption_notice_to_one_worker_stops_every_worker_at_one_step(tmp_path, gcs_dir):
     """SIGTERM to process 1 only: both processes agree (faults.agreed_stop), save one
     checkpoint of the same step, exit 0; a restart resumes from it and ends where a run
-    straight through ends, bit for bit (same programs, same process layout)."""
-    workdir = str(tmp_path / "run")
+    straight through ends, bit for bit (same programs, same process layout).
+
+    The interrupted run's directory is a gs:// prefix on the test's GCS server (the pod case:
+    both processes write one bucket), the straight run's a local folder: the two agree bit
+    for bit, train_metrics.jsonl included, which on gs:// keeps every line across the resume
+    (an appended object would keep only the resumed run's lines). Then eval.py evaluates the
+    bucket's run with its own config.json."""
+    workdir = str(gcs_dir / "run")
     run_flags = (
         "--config.train.log_every=1",
         "--config.train.checkpoint_every=100000",
@@ -162,7 +169,7 @@ def test_a_preemption_notice_to_one_worker_stops_every_worker_at_one_step(tmp_pa
     for i, r in enumerate(results):
         assert r.returncode == 0, f"process {i}:\n{r.stderr[-3000:]}"
     assert "SIGTERM received: saved the checkpoint of step" in results[0].stdout
-    ck = Checkpointer(os.path.join(workdir, "checkpoints"))
+    ck = Checkpointer(gcs_dir / "run" / "checkpoints")
     saved = ck.all_steps()
     ck.close()
     assert len(saved) == 1 and 3 <= saved[0] < 100000, saved
@@ -178,16 +185,30 @@ def test_a_preemption_notice_to_one_worker_stops_every_worker_at_one_step(tmp_pa
     )
     for r in resumed + straight:
         assert r.returncode == 0, r.stderr[-3000:]
-    assert f"Resumed from" in resumed[0].stdout
+    assert f"Resumed from {workdir}/checkpoints/{stop}" in resumed[0].stdout
     states = []
-    for d in (workdir, straight_dir):
-        ck = Checkpointer(os.path.join(d, "checkpoints"))
+    for d in (gcs_dir / "run", epath.Path(straight_dir)):
+        ck = Checkpointer(d / "checkpoints")
         template = trainer_state_template()
         state, step = ck.restore(template)
         ck.close()
         assert step == stop + 2
         states.append(jax.device_get(state))
-    jax.tree_util.tree_map(np.testing.assert_array_equal, *states)
+        records = (d / "train_metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["step"] for r in records] == list(range(1, stop + 3))
+        states.append(records)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, states[0], states[2])
+    assert states[1] == states[3]  # the same numbers logged, every line once
+
+    # eval.py --workdir=gs://... alone: the run's own config.json, from the bucket.
+    evaluate = [sys.executable, os.path.join(ROOT, "eval.py"), f"--workdir={workdir}"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(evaluate, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((gcs_dir / "run" / "metrics.json").read_text())
+    assert metrics["train/step"] == stop + 2
+    assert 0.0 <= metrics["coherence/x2y"] <= 1.0
+    assert (gcs_dir / "run" / "figures" / "x2y_grid.png").read_bytes().startswith(b"\x89PNG")
 
 
 def trainer_state_template():
