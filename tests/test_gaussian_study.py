@@ -155,3 +155,28 @@ def test_iiae_gaussian_config_trains_and_translates():
     assert np.isfinite(float(metrics["loss/total"]))
     y = model.translate_x2y(model.eval_variables(state), dataset.test.x, jax.random.PRNGKey(1))
     assert y.shape == dataset.test.x.shape and not hasattr(model, "ci_estimate")
+
+
+def test_trajectory_statistics_over_the_evaluations_after_a_step(tmp_path):
+    """studies/trajectory.py: mean and (population) std over one run's evaluations after
+    --after, read from eval_metrics.jsonl as the trainer writes it."""
+    from configs import gaussian as gaussian_config
+    from wyner_jax.evaluation import periodic
+    from wyner_jax.studies import trajectory
+
+    slopes = {250: 0.9, 500: 0.2, 750: 0.6, 1000: 0.4}
+    recorder = periodic.EvalRecorder(gaussian_config.get_config(), str(tmp_path), start_step=0)
+    for step, slope in slopes.items():
+        recorder.record(step, {"gaussian/x2y_slope": slope, "gaussian/joint_cov_xy": 0.5})
+    stats = trajectory.trajectory_stats(str(tmp_path), after=250)
+    later = np.array([0.2, 0.6, 0.4])
+    assert stats["gaussian/x2y_slope"] == (
+        approx(later.mean(), dtype=np.float64),
+        approx(later.std(), dtype=np.float64),
+        3,
+    )
+    assert stats["gaussian/joint_cov_xy"][1] == 0.0
+    table = trajectory.format_markdown([("run", stats)], 0.5)
+    assert "| **closed form** (ρ = 0.5) | | 0.500 |" in table and "| run | 3 | 0.40 ± 0.16 |" in table
+    with pytest.raises(ValueError, match="no evaluation after step 1000"):
+        trajectory.trajectory_stats(str(tmp_path), after=1000)
