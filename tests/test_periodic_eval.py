@@ -62,7 +62,7 @@ def test_best_direction_follows_the_metric():
         ({"train.eval_every": -1}, "eval_every must be 0"),
         ({"eval.best_mode": "up", "eval.best_metric": "fd/x"}, "best_mode must be"),
         (
-            {"eval.best_metric": "fd/x", "train.evaluate_at_end": False},
+            {"eval.best_metric": "fd/x", "train.evaluate_at_end": False, "train.eval_every": 0},
             "needs evaluations to choose from",
         ),
     ],
