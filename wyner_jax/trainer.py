@@ -83,9 +83,9 @@ def check_train_config(config, mesh) -> None:
 def step_calls(start: int, total: int, config) -> list[tuple[int, int]]:
     """The loop's compiled calls as (first step, number of steps): ``train.steps_per_call``
     steps per call, fewer where a log, checkpoint, image or evaluation step or the end of
-    training falls
-    inside one (the loop can only look at the state between calls; each other length is one
-    more compilation). With log/checkpoint/image intervals that are multiples of
+    training falls inside one (the loop can only look at the state between calls; each other
+    length is one more compilation). With log/checkpoint/image/evaluation intervals that are
+    multiples of
     ``steps_per_call`` and a start on one, every call but the last is full length."""
     t = config.train
     every = [e for e in (t.log_every, t.checkpoint_every, t.image_every, t.eval_every) if e > 0]
@@ -185,9 +185,11 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
     is_chief = jax.process_index() == 0
 
     abstract = abstract_state(model, config, dataset, mesh)
-    print_ = fingerprint(config, dataset, abstract)
+    run_print = fingerprint(config, dataset, abstract)
     ckpt = checkpointing.Checkpointer(
-        paths.path(workdir) / "checkpoints", keep=config.train.keep_checkpoints, fingerprint=print_
+        paths.path(workdir) / "checkpoints",
+        keep=config.train.keep_checkpoints,
+        fingerprint=run_print,
     )
     restored, restored_step = ckpt.restore(abstract)  # refuses another config's checkpoint
     write_config(workdir, config)
@@ -198,7 +200,7 @@ def train(config, workdir: str, dataset=None, mesh=None, model=None) -> TrainRes
         state = create_state(model, config, dataset, mesh)
     start = int(jax.device_get(state.step))
     total = int(config.train.num_steps)
-    recorder = periodic.EvalRecorder(config, workdir, start, fingerprint=print_)
+    recorder = periodic.EvalRecorder(config, workdir, start, fingerprint=run_print)
 
     step_fn = faults.train_step_for(model, config.train.on_nonfinite)
     one_step = parallel.compile_train_step(step_fn, mesh)
