@@ -21,11 +21,11 @@ demo: $(VENV)/.installed
 	@echo "Metrics: $(DEMO_DIR)/metrics.json  Figures: $(DEMO_DIR)/figures/  TensorBoard: $(DEMO_DIR)/tensorboard"
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 --durations=15 -m "not heavy"
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15 -m "not heavy"
 
 # Everything, including the whole-config training runs on fixtures (CUB, image pairs, sweep).
 test-all: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

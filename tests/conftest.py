@@ -35,7 +35,14 @@ import jax  # noqa: E402
 # Tests build the same small programs several times (train.py then eval.py on one run
 # directory, the same model in several tests): a per-session persistent compilation cache,
 # also passed to the subprocesses through the environment, turns repeats into cache hits.
-_CACHE = tempfile.mkdtemp(prefix="wyner_jax_xla_cache_")
+# The xdist workers of one run share it (the run's id names it): a program compiled in one
+# worker is a hit in the other.
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN_ID:
+    _CACHE = os.path.join(tempfile.gettempdir(), f"wyner_jax_xla_cache_{_RUN_ID}")
+    os.makedirs(_CACHE, exist_ok=True)
+else:
+    _CACHE = tempfile.mkdtemp(prefix="wyner_jax_xla_cache_")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
@@ -45,3 +52,9 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # `gcs_bucket` and `gcs_dir`: a GCS-compatible server on 127.0.0.1 for gs:// run directories.
 pytest_plugins = ["tests.gcs_server"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long tests (marked ``slow``) first: with two workers a long test that starts last
+    leaves the other worker idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
