@@ -1,4 +1,5 @@
-"""Evaluators: plain functions on arrays (no model code), one module per paper metric."""
+"""Evaluators: plain functions on arrays (no model code), one module per paper metric; the
+evaluators that apply them to a trained model are listed in ``registry.py``."""
 
 from wyner_jax.evaluation.classifier import ClassifierResult, train_image_classifier
 from wyner_jax.evaluation.coherence import add_one, coherence

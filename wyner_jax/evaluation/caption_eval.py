@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from wyner_jax.data import captions as cap
+from wyner_jax.evaluation import base
 from wyner_jax.evaluation.cca import CaptionCCA, cca_metrics
 
 _INSTRUMENTS: dict = {}
@@ -121,3 +122,16 @@ def evaluate_captions(inf, dataset, config, gen, key):
     samples = caption_samples(inf, dataset, config, gen, key)
     images = {"x2y_captions": captions_table(samples)} if samples["x2y"] else {}
     return metrics, images, samples
+
+
+def run(ctx) -> tuple[dict[str, float], dict]:
+    """The CCA metrics and caption table; the samples go to ``ctx.extras['samples']``
+    (written as samples.json)."""
+    metrics, images, samples = evaluate_captions(
+        ctx.inf, ctx.dataset, ctx.config, ctx.gen, ctx.k_fig
+    )
+    ctx.extras["samples"] = samples
+    return metrics, images
+
+
+EVALUATOR = base.Evaluator("captions", base.captions, run)

@@ -1,15 +1,12 @@
 """Which way each metric improves: read by the comparison table, the sweep and the best
-checkpoint (``eval.best_metric`` with ``eval.best_mode='auto'``)."""
+checkpoint (``eval.best_metric`` with ``eval.best_mode='auto'``). Each evaluator declares
+its own lower-is-better metrics (``evaluation/registry.py``)."""
 
 from __future__ import annotations
 
-# Metrics where lower is better: distances, and the checks that a code does NOT carry
-# something (the exclusive codes' cross-domain retrieval, the shared code's azimuth).
-LOWER_IS_BETTER = ("fd/", "retrieval/R@1_excl_", "probe/azimuth_from_shared")
+from wyner_jax.evaluation.registry import lower_is_better
 
-
-def lower_is_better(metric: str) -> bool:
-    return metric.startswith(LOWER_IS_BETTER)
+__all__ = ["best_mode", "lower_is_better"]
 
 
 def best_mode(metric: str, mode: str) -> str:

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wyner_jax.evaluation import base
+
 DIRECT_MAX_DIM = 64
 # Elements of one chunk's [chunk, G, D] difference tensor (direct path) or [chunk, G] matrix.
 CHUNK_ELEMENTS = 1 << 24
@@ -118,3 +120,20 @@ def instance_retrieval_metrics(
     if n:
         out["R@1_chance"] = 1.0 / n
     return out
+
+
+def run(ctx) -> tuple[dict[str, float], dict]:
+    """Pair Recall@k (``config.eval.instance_retrieval_ks``) on the shared codes and, where
+    the model has them (IIAE), the exclusive codes."""
+    ks = tuple(ctx.config.eval.get("instance_retrieval_ks", (1,)))
+    codes = dict(ctx.emb_test)
+    if ctx.inf.has("embed_exclusive"):
+        codes.update(ctx.inf.call("embed_exclusive", ctx.dataset.test.x, ctx.dataset.test.y))
+    r = instance_retrieval_metrics(codes, ks)
+    return {f"retrieval/{k}": v for k, v in r.items()}, {}
+
+
+# The exclusive codes' cross-domain retrieval should sit at chance: lower is better.
+EVALUATOR = base.Evaluator(
+    "instance retrieval", base.instance_pairs, run, lower_is_better=("retrieval/R@1_excl_",)
+)

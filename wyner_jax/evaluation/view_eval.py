@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from wyner_jax.data.pix2pix import resize_area
-from wyner_jax.evaluation import figures
+from wyner_jax.evaluation import base, figures
 from wyner_jax.evaluation.probe import linear_probe_accuracy
 from wyner_jax.evaluation.translation_figures import BLANK
 
@@ -169,3 +169,13 @@ def evaluate_views(inf, dataset, config, emb_test) -> tuple[dict[str, float], di
         if grid is not None:
             images["azimuth_sweep"] = figures.image_grid(grid)
     return metrics, images
+
+
+def run(ctx) -> tuple[dict[str, float], dict]:
+    return evaluate_views(ctx.inf, ctx.dataset, ctx.config, ctx.emb_test)
+
+
+# The shared code should not carry the azimuth: lower is better.
+EVALUATOR = base.Evaluator(
+    "car views", base.view_indexed, run, lower_is_better=("probe/azimuth_from_shared",)
+)
