@@ -202,3 +202,30 @@ def test_scatter_plot(tmp_path):
     path = tmp_path / "scatter.png"
     scatter_plot(str(path), rng.normal(size=(100, 1)), rng.normal(size=(100, 1)), "x vs y")
     assert Image.open(path).size[0] > 0
+
+
+def test_explained_variance_tells_wyners_common_variable_from_x_itself():
+    """Closed forms on samples of the Wyner decomposition x = √ρ Z + √(1−ρ) N_x (y alike):
+    Z explains ρ of x's and of y's variance; a code equal to x explains all of x and ρ² of y.
+    In one dimension R² is the squared correlation (an independent computation)."""
+    from wyner_jax.evaluation.gaussian import explained_variance
+
+    rho, n = 0.5, 200_000
+    rng = np.random.default_rng(0)
+    z, nx, ny = rng.standard_normal((3, n, 1))
+    x = np.sqrt(rho) * z + np.sqrt(1 - rho) * nx
+    y = np.sqrt(rho) * z + np.sqrt(1 - rho) * ny
+    # Sampling error of an R² near ρ over n rows: ~2·√(ρ(1−ρ)²·...)/√n < 0.005.
+    assert explained_variance(z, x) == pytest.approx(rho, abs=0.005)
+    assert explained_variance(z, y) == pytest.approx(rho, abs=0.005)
+    assert explained_variance(-3.0 * x + 1.0, x) == pytest.approx(1.0, abs=1e-9)
+    assert explained_variance(x, y) == pytest.approx(rho**2, abs=0.005)
+    assert explained_variance(z, x) == pytest.approx(
+        np.corrcoef(z[:, 0], x[:, 0])[0, 1] ** 2, abs=1e-9
+    )
+    # Two targets: the mean of the columns' R²; an unused code dimension changes nothing much.
+    both = np.concatenate([x, y], 1)
+    two = np.concatenate([z, rng.standard_normal((n, 1))], 1)
+    assert explained_variance(two, both) == pytest.approx(rho, abs=0.005)
+    with pytest.raises(ValueError, match="as many code rows"):
+        explained_variance(z[:10], x[:11])

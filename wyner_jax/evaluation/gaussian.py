@@ -39,6 +39,27 @@ def regression_slope_and_residual_variance(
     return float(slope.mean()), float(np.mean(resid**2, axis=0).mean())
 
 
+def explained_variance(code: np.ndarray, target: np.ndarray) -> float:
+    """R², the share of ``target``'s variance that a least-squares fit (with intercept) on
+    ``code`` explains, per target column, averaged over the columns.
+
+    Which common variable the joint encoder found: for Wyner's optimal Z of a Gaussian pair
+    (x = √ρ·Z + √(1−ρ)·N_x, y likewise) R² is ρ for x and for y alike; a code that is x
+    itself gives 1 for x and ρ² for y.
+    """
+    z = np.asarray(code, np.float64).reshape(len(code), -1)
+    t = np.asarray(target, np.float64).reshape(len(target), -1)
+    if len(z) != len(t) or len(z) <= z.shape[1] + 1:
+        raise ValueError(
+            f"Need as many code rows as target rows, and more rows than code dimensions + 1; "
+            f"got {z.shape} and {t.shape}."
+        )
+    design = np.concatenate([np.ones((len(z), 1)), z], axis=1)
+    coef, *_ = np.linalg.lstsq(design, t, rcond=None)
+    resid = t - design @ coef
+    return float(np.mean(1.0 - resid.var(axis=0) / t.var(axis=0)))
+
+
 def joint_covariance(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Per-coordinate moments of joint samples (x, y) ~ p_model(x, y), averaged over coordinates.
 

@@ -4,6 +4,10 @@
   y ~ p(y|x) on the test x (closed forms ρ and 1 − ρ²); the same for ``y2x``;
 * ``gaussian/joint_var_x``, ``joint_var_y``, ``joint_cov_xy``: second moments of joint samples
   (closed form [[1, ρ], [ρ, 1]]);
+* ``gaussian/z_r2_x``, ``gaussian/z_r2_y``: the share of x's (y's) variance that a linear fit
+  on the joint code z ~ q(z|x, y) explains: which common variable the model found. Wyner's
+  optimal Z gives |ρ| on both sides (``gaussian/closed_form/z_r2``); a code that is x itself
+  gives 1 and ρ²;
 * ``gaussian/rho`` and ``gaussian/closed_form/wyner_ci`` (dim·artanh|ρ|): not measurements,
   the data's correlation and Wyner's common information computed from the config, for
   reference; the CI estimates of the trained model in ``gaussian_ci_metrics``.
@@ -16,6 +20,7 @@ import numpy as np
 
 from wyner_jax.evaluation import base
 from wyner_jax.evaluation.gaussian import (
+    explained_variance,
     gaussian_mutual_information,
     joint_covariance,
     regression_slope_and_residual_variance,
@@ -42,6 +47,11 @@ def run(ctx: base.EvalContext) -> base.Result:
     metrics["gaussian/closed_form/wyner_ci"] = float(
         wyner_common_information_gaussian(config.data.rho) * dataset.x_shape[0]
     )
+    if "z_xy" in ctx.emb_test:
+        # Which common variable was learned: Wyner's Z explains ρ of each side's variance.
+        for side, target in (("x", test.x), ("y", test.y)):
+            metrics[f"gaussian/z_r2_{side}"] = explained_variance(ctx.emb_test["z_xy"], target)
+        metrics["gaussian/closed_form/z_r2"] = abs(float(config.data.rho))
     k_ci = jax.random.fold_in(ctx.key, 5)  # its own stream, apart from the context's four
     metrics.update(gaussian_ci_metrics(ctx.model, ctx.state, dataset, config, ctx.emb_test, k_ci))
     return metrics, {}
