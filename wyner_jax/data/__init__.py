@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+from wyner_jax import paths
 from wyner_jax.data.base import Domain, PairedArrays, PairedDataset, pair_by_label
 from wyner_jax.data.cars import CarViewsDataset, load_cars
 from wyner_jax.data.cub import CaptionDataset, load_cub
@@ -31,6 +32,9 @@ REGISTRY: dict[str, Callable[..., PairedDataset]] = {
     "sketchy": load_sketchy,
 }
 
+# Loader arguments that name a folder: local, or a URL that `paths.check_supported` accepts.
+FOLDER_KEYS = ("dir", "tfds_dir", "features_dir", "cache_dir")
+
 
 def _has(cfg: Any, key: str) -> bool:
     try:
@@ -49,7 +53,8 @@ def build(data_config: Any) -> PairedDataset:
     `data_config` is an ml_collections.ConfigDict (or a dict). Keys that match the
     loader's keyword arguments are passed on; a key the loader takes but the config
     lacks gets the loader's default; keys the loader does not take are ignored (they
-    may configure other parts, e.g. batching).
+    may configure other parts, e.g. batching). A folder (`FOLDER_KEYS`) on a URL scheme
+    other than gs:// is refused with the flag's name.
     """
     if not _has(data_config, "name"):
         raise ValueError(
@@ -67,6 +72,9 @@ def build(data_config: Any) -> PairedDataset:
             raise ValueError(
                 f"Dataset '{name}' needs config key data.{param.name}; add it to the data config."
             )
+    for key in FOLDER_KEYS:
+        if kwargs.get(key):
+            paths.check_supported(kwargs[key], flag=f"--config.data.{key}")
     return loader(**kwargs)
 
 

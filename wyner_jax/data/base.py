@@ -4,14 +4,21 @@ A paired dataset holds samples (x, y) from the joint data distribution p(x, y) o
 paper (the "variational" distribution's data part). Everything here is plain NumPy:
 batches are a pure function of (seed, step, batch_size), so training resumes exactly
 from any step and every process of a multi-host job can compute its own slice.
+
+The loaders read their files through ``wyner_jax.paths`` (``etils.epath``), so a data folder
+may be local or a ``gs://`` URL; the helpers at the end are what they share for that.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import pickle
 
 import numpy as np
+
+from wyner_jax import paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,3 +260,45 @@ def pair_by_label(
             out_x.append(rng.permutation(pool_x)[:n])
             out_y.append(rng.permutation(pool_y)[:n])
     return np.concatenate(out_x), np.concatenate(out_y)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_npy(path: str, fix: str, allow_pickle: bool = False) -> np.ndarray:
+    """The array of the .npy file ``path`` (local or a URL), with one clear error for a file
+    that is empty, truncated or not a .npy array; ``fix`` says where to get a good one."""
+    try:
+        with paths.path(path).open("rb") as f:
+            return np.load(f, allow_pickle=allow_pickle)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(
+            f"{path} ({paths.stamp(path)[0]} bytes) cannot be read as a NumPy .npy array "
+            f"({type(e).__name__}: {e}); it is empty, truncated or not an .npy file (an "
+            f"interrupted download or copy). {fix}"
+        ) from e
+
+
+def derived_dir(directory: str, name: str) -> str:
+    """Where a loader writes what it derives from the data folder ``directory`` (a cache, a
+    TFDS copy): ``<directory>/<name>`` for a local folder, and the same under
+    ``paths.local_cache(directory)`` for a URL (the data bucket may be read-only, several hosts
+    would write the same objects, and TFDS reads array_record files from a local disk only)."""
+    if paths.scheme(directory):
+        return os.path.join(paths.local_cache(directory), name)
+    return os.path.join(directory, name)
+
+
+def tfds_copy_dir(directory: str, tfds_dir: str) -> str:
+    """The folder of a loader's TFDS copy of ``directory``: ``tfds_dir``, or
+    ``derived_dir(directory, 'tfds')``. A URL is refused: TFDS reads its array_record files
+    with a reader of local files only (from a gs:// data_dir it hangs)."""
+    if tfds_dir and paths.scheme(tfds_dir):
+        raise ValueError(
+            f"--config.data.tfds_dir={tfds_dir!r}: the TFDS copy of the data must be on a local "
+            "disk (array_record files are read with a reader of local files only). Leave "
+            "data.tfds_dir empty (the copy of gs:// data then goes to "
+            f"{derived_dir(directory, 'tfds') if paths.scheme(directory) else '<data.dir>/tfds'})"
+            " or name a local folder."
+        )
+    return tfds_dir or derived_dir(directory, "tfds")

@@ -20,20 +20,21 @@ renders are area-downsampled once when loaded and rounded to 8 bits; smaller one
 and are area-upsampled when a batch is read (from 128 to 256: pixel replication, as TF's AREA
 resize). x and y are rows of that pool: the azimuth-0 view of a (car, elevation) is stored
 once and indexed by its 23 pairs. Decoded pools are cached in ``cache_dir`` (default
-`<dir>/wyner_jax_cache`), keyed by the file names, sizes and modification times and the stored
+`<dir>/wyner_jax_cache`, or a local cache folder when ``dir`` is a ``gs://`` URL:
+``base.derived_dir``), keyed by the file names, sizes and modification times and the stored
 size; an unreadable cache file is rebuilt, an unwritable folder skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import re
 
 import numpy as np
 
-from wyner_jax.data.base import PairedArrays, PairedDataset
+from wyner_jax import paths
+from wyner_jax.data.base import PairedArrays, PairedDataset, derived_dir
 from wyner_jax.data.mnist import _load_cached, _save_cached, params_hash, usable_cache_dir
 from wyner_jax.data.pix2pix import _to_uint8, image_rows, resize_area
 
@@ -117,7 +118,7 @@ class CarViewsDataset(PairedDataset):
 
 def _missing(directory: str, what: str) -> FileNotFoundError:
     return FileNotFoundError(
-        f"cars: {what} {os.path.abspath(directory)!r}. Expected the rendered 3D cars of Reed "
+        f"cars: {what} {str(paths.absolute(directory))!r}. Expected the rendered 3D cars of Reed "
         "et al. (Deep Visual Analogy-Making, NIPS 2015) as <dir>/car_001_mesh.mat ... "
         "<dir>/car_199_mesh.mat (183 files, each a MATLAB file whose 'im' is uint8 [H, W, 3, "
         f"24 azimuths, 4 elevations]). Get the data: download {CARS_URL} and unpack it; the "
@@ -128,11 +129,12 @@ def _missing(directory: str, what: str) -> FileNotFoundError:
 
 
 def list_cars(directory: str) -> list[tuple[int, str]]:
-    """(car id, path) of every `car_XXX_mesh.mat` in `directory`, sorted by id."""
-    if not os.path.isdir(directory):
+    """(car id, path) of every `car_XXX_mesh.mat` in `directory` (local or a URL), sorted by
+    id."""
+    if not paths.path(directory).is_dir():
         raise _missing(directory, "cannot find the folder")
     cars = {}
-    for path in glob.glob(os.path.join(directory, "car_*_mesh.mat")):
+    for path in map(os.fspath, paths.path(directory).glob("car_*_mesh.mat")):
         name = os.path.basename(path)
         match = FILE_PATTERN.match(name)
         if match is None:
@@ -177,7 +179,8 @@ def inspect_car(path: str) -> tuple[int, int]:
     from scipy import io as sio
 
     try:
-        header = sio.whosmat(path)
+        with paths.path(path).open("rb") as f:
+            header = sio.whosmat(f)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same explanation
         raise _bad_file(
             path,
@@ -197,7 +200,8 @@ def read_car(path: str) -> np.ndarray:
     from scipy import io as sio
 
     try:
-        im = sio.loadmat(path, variable_names=["im"])["im"]
+        with paths.path(path).open("rb") as f:
+            im = sio.loadmat(f, variable_names=["im"])["im"]
     except Exception as e:  # noqa: BLE001
         raise _bad_file(path, f"could not be read (scipy.io: {type(e).__name__}: {e})") from None
     _check_im(path, im.shape, str(im.dtype))
@@ -205,12 +209,12 @@ def read_car(path: str) -> np.ndarray:
 
 
 def read_pool(
-    paths: list[str], split: str, height: int, width: int, cache_dir: str | None
+    files: list[str], split: str, height: int, width: int, cache_dir: str | None
 ) -> np.ndarray:
-    """uint8 pool [len(paths)·4·24, height, width, 3] of the views of `paths` (row
+    """uint8 pool [len(files)·4·24, height, width, 3] of the views of `files` (row
     (k·4 + e)·24 + a: file k, elevation e, azimuth a), area-resized where the files are larger.
     Cached."""
-    stats = [(os.path.basename(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
+    stats = [(os.path.basename(p), *paths.stamp(p)) for p in files]
     meta = {
         "dataset": "cars",
         "split": split,
@@ -223,10 +227,10 @@ def read_pool(
     if cache_dir is not None:
         cache = os.path.join(cache_dir, f"cars-{split}-{params_hash(meta)}.npz")
         cached = _load_cached(cache, meta, ("views",))
-        if cached is not None and cached["views"].shape == (len(paths) * n_views, height, width, 3):
+        if cached is not None and cached["views"].shape == (len(files) * n_views, height, width, 3):
             return cached["views"]
-    pool = np.empty((len(paths) * n_views, height, width, 3), np.uint8)
-    for k, path in enumerate(paths):
+    pool = np.empty((len(files) * n_views, height, width, 3), np.uint8)
+    for k, path in enumerate(files):
         views = read_car(path)
         views = views.reshape((n_views,) + views.shape[2:])
         if views.shape[1:3] != (height, width):
@@ -275,11 +279,11 @@ def load_cars(
     """Load the Cars pairs (see the module docstring).
 
     Args:
-      dir: the folder holding car_XXX_mesh.mat; '' means data/cars.
+      dir: the folder holding car_XXX_mesh.mat, local or gs://; '' means data/cars.
       image_size: side of the square images the networks see (the reference's 256; smaller
         for CPU smoke runs).
       train_max_id: cars with id ≤ this train, the others test (the reference's 191).
-      cache_dir: cache folder; '' means `<dir>/wyner_jax_cache`.
+      cache_dir: cache folder; '' means `<dir>/wyner_jax_cache` (`base.derived_dir`).
       max_train_cars, max_test_cars: > 0 keeps only the first cars (by id) of a split (smoke
         runs).
 
@@ -306,7 +310,7 @@ def load_cars(
         if not members:
             side = "at most" if split == "train" else "above"
             raise ValueError(
-                f"cars: no car file in {os.path.abspath(directory)!r} has an id {side} "
+                f"cars: no car file in {str(paths.absolute(directory))!r} has an id {side} "
                 f"train_max_id={train_max_id} (ids found: {cars[0][0]}..{cars[-1][0]}), so the "
                 f"{split} split is empty. The reference trains on ids 1-191 and tests on "
                 "192-199: add the missing files, or move the boundary with "
@@ -319,7 +323,7 @@ def load_cars(
     sizes = [inspect_car(path) for members in splits.values() for _, path in members]
     height = min(image_size, min(h for h, _ in sizes))
     width = min(image_size, min(w for _, w in sizes))
-    cache = usable_cache_dir(cache_dir or os.path.join(directory, "wyner_jax_cache"))
+    cache = usable_cache_dir(cache_dir or derived_dir(directory, "wyner_jax_cache"))
     arrays, views = {}, {}
     for split, members in splits.items():
         pool = read_pool([p for _, p in members], split, height, width, cache)

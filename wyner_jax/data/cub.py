@@ -24,6 +24,8 @@ Storage: on first use the files are checked and converted into a TFDS dataset (`
 builder, array_record, one record per image: feature, its captions, its position and, when
 the images are there, its path), under ``<dir>/tfds`` (or ``data.tfds_dir``), then read with
 `tfds` data sources and grain, without TensorFlow. ``use_tfds=False`` reads the files.
+``data.dir`` may be a ``gs://`` URL: the files are read from the bucket and the TFDS copy goes
+to a local cache folder (``base.tfds_copy_dir``: TFDS reads array_record from a local disk only).
 """
 
 from __future__ import annotations
@@ -31,12 +33,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import pickle
 
 import numpy as np
 
+from wyner_jax import paths
 from wyner_jax.data import captions as cap
-from wyner_jax.data.base import IndexedRows, PairedArrays, PairedDataset, finite_float32
+from wyner_jax.data.base import (
+    IndexedRows,
+    PairedArrays,
+    PairedDataset,
+    finite_float32,
+    read_npy,
+    tfds_copy_dir,
+)
 
 FEATURE_DIM = 2048
 CAPTIONS_PER_IMAGE = 10
@@ -63,16 +72,16 @@ class FeatureRows(IndexedRows):
 
 
 def features_folder(directory: str, features_dir: str = "") -> str:
-    return features_dir or os.path.join(directory, "resnet101_2048")
+    return features_dir or os.fspath(paths.path(directory) / "resnet101_2048")
 
 
 def expected_files(directory: str, features_dir: str = "") -> dict[tuple[str, str], str]:
-    """{(split, 'text' | 'features'): path} of the four input files."""
-    feats = features_folder(directory, features_dir)
+    """{(split, 'text' | 'features'): path} of the four input files (local or URLs)."""
+    feats = paths.path(features_folder(directory, features_dir))
     out = {}
     for split, name in TEXT_FILES.items():
-        out[split, "text"] = os.path.join(directory, name)
-        out[split, "features"] = os.path.join(feats, f"{split}.npy")
+        out[split, "text"] = os.fspath(paths.path(directory) / name)
+        out[split, "features"] = os.fspath(feats / f"{split}.npy")
     return out
 
 
@@ -89,14 +98,7 @@ def _missing_message(directory: str, features_dir: str, missing: list[str]) -> s
 
 
 def _read_features(path: str) -> np.ndarray:
-    try:
-        feats = np.load(path)
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
-        raise ValueError(
-            f"{path} ({os.path.getsize(path)} bytes) cannot be read as a NumPy .npy array "
-            f"({type(e).__name__}: {e}); it is empty, truncated or not an .npy file. "
-            f"{FEATURE_HELP}."
-        ) from e
+    feats = read_npy(path, f"{FEATURE_HELP}.")
     if feats.dtype.kind not in "fiu" or feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
         raise ValueError(
             f"{path}: image features must be a numeric [N_images, {FEATURE_DIM}] array (ResNet-101 "
@@ -109,8 +111,7 @@ def _read_features(path: str) -> np.ndarray:
 
 def _read_lines(path: str) -> list[str]:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
+        return paths.path(path).read_bytes().decode("utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise ValueError(
             f"{path} is not UTF-8 text ({e}); it must be the caption file of {SOURCE}."
@@ -120,11 +121,11 @@ def _read_lines(path: str) -> list[str]:
 def image_paths(directory: str, split: str) -> list[str] | None:
     """'class/file' of every image of ``<dir>/<split>/`` (or ``<dir>/img/<split>/``) in
     torchvision ImageFolder order (sorted class folders, sorted files), or None."""
-    for root in (os.path.join(directory, split), os.path.join(directory, "img", split)):
-        if os.path.isdir(root):
+    for root in (paths.path(directory) / split, paths.path(directory) / "img" / split):
+        if root.is_dir():
             out = []
-            for c in sorted(e.name for e in os.scandir(root) if e.is_dir()):
-                files = sorted(os.listdir(os.path.join(root, c)))
+            for c in sorted(e.name for e in root.iterdir() if e.is_dir()):
+                files = sorted(e.name for e in (root / c).iterdir())
                 out += [f"{c}/{f}" for f in files if f.lower().endswith((".jpg", ".jpeg", ".png"))]
             return out
     return None
@@ -136,7 +137,7 @@ def read_release(
     """Reads and checks the files: {split: (features [N_img, 2048], captions [k·N_img],
     image paths [N_img] or None)}. Raises FileNotFoundError / ValueError with the fix."""
     files = expected_files(directory, features_dir)
-    missing = [p for p in files.values() if not os.path.isfile(p)]
+    missing = [p for p in files.values() if not paths.path(p).is_file()]
     if missing:
         raise FileNotFoundError(_missing_message(directory, features_dir, missing))
     if captions_per_image < 1:
@@ -156,10 +157,10 @@ def read_release(
                 f"that the features were computed from the {split} image folder of the same "
                 "release (ImageFolder order)."
             )
-        paths = image_paths(directory, split)
-        if paths is not None and len(paths) != len(feats):
-            paths = None  # images from another release: figures show row numbers instead
-        out[split] = (feats, lines, paths)
+        images = image_paths(directory, split)
+        if images is not None and len(images) != len(feats):
+            images = None  # images from another release: figures show row numbers instead
+        out[split] = (feats, lines, images)
     return out
 
 
@@ -171,7 +172,8 @@ Download {SOURCE} and unzip it into the manual directory (data.dir), so that it 
 text_trainvalclasses.txt and text_testclasses.txt (and the train/ and test/ image folders).
 {FEATURE_HELP}; they go to <data.dir>/resnet101_2048/{{train,test}}.npy. Then train with
 --config.data.dir=<that directory>; the TFDS copy is written to <data.dir>/tfds on first use
-(delete that folder to convert again after replacing files).
+(delete that folder to convert again after replacing files; for gs:// data, to the local cache
+folder that replaces <data.dir> in that path).
 """
 
 
@@ -216,14 +218,14 @@ def tfds_builder_class():
             return {split: self._generate_examples(part) for split, part in parts.items()}
 
         def _generate_examples(self, part):
-            feats, lines, paths = part
+            feats, lines, names = part
             k = self.captions_per_image
             for i in range(len(feats)):
                 yield i, {
                     "feature": feats[i],
                     "captions": lines[i * k : (i + 1) * k],
                     "index": i,
-                    "path": paths[i] if paths else "",
+                    "path": names[i] if names else "",
                 }
 
     return CUBCaptions
@@ -240,7 +242,7 @@ def read_tfds(
     sources and grain. Returns the same structure as `read_release`."""
     import tensorflow_datasets as tfds
 
-    tfds_dir = tfds_dir or os.path.join(directory, "tfds")
+    tfds_dir = tfds_copy_dir(directory, tfds_dir)
     cls = tfds_builder_class()
     builder = cls(data_dir=tfds_dir, file_format="array_record")
     builder.features_dir = features_dir
@@ -263,8 +265,8 @@ def read_tfds(
                 f"captions per image, not config.data.captions_per_image = "
                 f"{captions_per_image}; delete {tfds_dir} to convert the files again."
             )
-        paths = [_text(r["path"]) for r in records]
-        out[split] = (feats, lines, paths if all(paths) else None)
+        names = [_text(r["path"]) for r in records]
+        out[split] = (feats, lines, names if all(names) else None)
     return out
 
 
@@ -324,7 +326,7 @@ def build_caption_dataset(
     train_ids = arrays["train"].y
     real = (train_ids != cap.PAD_ID) & (train_ids != cap.EOS_ID)
     counts = np.bincount(train_ids[real], minlength=len(vocab)).astype(np.int64)
-    paths = parts["test"][2]
+    names = parts["test"][2]
     return CaptionDataset(
         name=name,
         train=arrays["train"],
@@ -340,7 +342,7 @@ def build_caption_dataset(
         captions_per_image=int(captions_per_image),
         train_captions=tuple(parts["train"][1]),
         test_captions=tuple(parts["test"][1]),
-        test_image_paths=tuple(paths) if paths else None,
+        test_image_paths=tuple(names) if names else None,
     )
 
 
@@ -356,10 +358,12 @@ def load_cub(
     """CUB image features ↔ captions (see the module docstring).
 
     Args:
-      dir: the folder with the two caption files (MMVAE's data/cub; config key data.dir).
+      dir: the folder with the two caption files (MMVAE's data/cub; config key data.dir),
+        local or gs://.
       features_dir: the folder with train.npy and test.npy; '' means <dir>/resnet101_2048.
       use_tfds: convert to / read from the TFDS copy (True) or read the files (False).
-      tfds_dir: where the TFDS copy lives; '' means <dir>/tfds.
+      tfds_dir: where the TFDS copy lives (a local folder); '' means <dir>/tfds, or a local
+        cache folder when `dir` is a gs:// URL (`base.tfds_copy_dir`).
       captions_per_image: k; caption i pairs with image ⌊i/k⌋ (10).
       max_length: tokens per caption including `<eos>` (32).
       min_count: a training word enters the vocabulary when seen more than this often (3).

@@ -31,7 +31,13 @@ Cache (`cache_dir`, default `<data_dir>/wyner_jax_cache`): the decoded uint8 arr
 split (`<dataset>-<version>-<split>[-first<k>].npz`, so later runs skip PNG decoding) and the
 pair indices (`pairs-<x>-<y>-<hash>.npz`, the hash of every parameter that decides them).
 A cache file that is unreadable or does not match the data is rebuilt (with a warning); a
-cache directory that cannot be written is skipped.
+cache directory that cannot be written is skipped. Cache files go through `wyner_jax.paths`,
+so a `gs://` cache_dir works too.
+
+A `gs://` data_dir (`data.tfds_dir`): TFDS reads array_record files from a local disk only, so
+each prepared dataset folder (`<data_dir>/<name>/<version>/`) is first copied to the local
+cache folder `paths.local_cache(data_dir)` (once; files already there are kept), which then
+serves as the data_dir, its `wyner_jax_cache` included.
 """
 
 from __future__ import annotations
@@ -45,7 +51,15 @@ import warnings
 
 import numpy as np
 
-from wyner_jax.data.base import Domain, IndexedRows, PairedArrays, PairedDataset, pair_by_label
+from wyner_jax import paths
+from wyner_jax.data.base import (
+    Domain,
+    IndexedRows,
+    PairedArrays,
+    PairedDataset,
+    derived_dir,
+    pair_by_label,
+)
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
@@ -180,24 +194,12 @@ def add1_pairs(
 # --------------------------------------------------------------------------- cache files
 
 
-def _atomic_savez(path: str, **arrays) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _load_cached(path: str, meta: dict, keys: tuple[str, ...]) -> dict | None:
     """The arrays of cache file `path` if it exists, reads, and was written for `meta`."""
-    if not os.path.exists(path):
+    if not paths.path(path).exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with paths.path(path).open("rb") as file, np.load(file, allow_pickle=False) as f:
             if json.loads(str(f["meta"])) != meta:
                 raise ValueError("written for other parameters")
             return {k: f[k] for k in keys}
@@ -209,14 +211,20 @@ def _load_cached(path: str, meta: dict, keys: tuple[str, ...]) -> dict | None:
 def _save_cached(path: str | None, meta: dict, arrays: dict) -> None:
     if path is None:
         return
+    meta = np.array(json.dumps(meta, sort_keys=True))
     try:
-        _atomic_savez(path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        paths.write_atomic(path, lambda f: np.savez(f, meta=meta, **arrays))
     except OSError as e:
         warnings.warn(f"Could not write the cache file {path} ({e}); continuing without it.")
 
 
 def usable_cache_dir(cache_dir: str) -> str | None:
-    """`cache_dir`, created if needed, or None (with a warning) when it cannot be written."""
+    """`cache_dir`, created if needed, or None (with a warning) when it cannot be written.
+
+    A URL is returned as it is: a bucket has no folders to create, and a write it refuses
+    only skips that cache file (`_save_cached`)."""
+    if paths.scheme(cache_dir):
+        return cache_dir
     try:
         os.makedirs(cache_dir, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache_dir):
@@ -240,7 +248,8 @@ def params_hash(params: dict) -> str:
 
 
 def default_data_dir(tfds_dir: str = "") -> str:
-    """`tfds_dir`, or TFDS's default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)."""
+    """`tfds_dir`, or TFDS's default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets); local
+    or a URL."""
     if tfds_dir:
         return os.path.expanduser(tfds_dir)
     return os.environ.get(
@@ -262,8 +271,8 @@ def _builder(name: str, data_dir: str):
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"The TFDS dataset '{name}' (version {builder.version}) is not prepared under "
-            f"data_dir {os.path.abspath(data_dir)!r} (expected "
-            f"{os.path.join(data_dir, name, str(builder.version))}/). Prepare it once, on a "
+            f"data_dir {str(paths.absolute(data_dir))!r} (expected "
+            f"{paths.path(data_dir) / name / str(builder.version)}/). Prepare it once, on a "
             f"machine with internet access (this needs TensorFlow, an optional extra): "
             f"`{prepare_command(data_dir)}`; then copy that data_dir here if needed, or point "
             "--config.data.tfds_dir at the data_dir that holds it (default: $TFDS_DATA_DIR or "
@@ -447,12 +456,18 @@ def _check_params(max_per_class, test_max_per_class, multiplier):
 
 
 def _resolve_dirs(tfds_dir: str, cache_dir: str, names) -> tuple[str, str | None]:
-    """(data_dir, usable cache dir); checks that `names` are prepared before creating the
-    cache folder, so a missing dataset leaves nothing behind."""
+    """(local data_dir, usable cache dir); checks that `names` are prepared before creating
+    the cache folder, so a missing dataset leaves nothing behind. A URL data_dir is copied to
+    a local folder first (the module docstring), which is returned."""
     data_dir = default_data_dir(tfds_dir)
-    for name in names:
-        _builder(name, data_dir)
-    return data_dir, usable_cache_dir(cache_dir or os.path.join(data_dir, "wyner_jax_cache"))
+    builders = [_builder(name, data_dir) for name in names]
+    if paths.scheme(data_dir):
+        local = paths.local_cache(data_dir)
+        for name, builder in zip(names, builders):
+            folder = os.path.join(local, name, str(builder.version))
+            paths.download(builder.data_dir, folder, last=("dataset_info.json",))
+        data_dir = local
+    return data_dir, usable_cache_dir(cache_dir or derived_dir(data_dir, "wyner_jax_cache"))
 
 
 def _mnist_split(split, data_dir, cache):
@@ -530,8 +545,9 @@ def load_mnist_add1(
     """MNIST-Add1 (spec §5.1): x an MNIST digit l, y another MNIST image of digit l+1 mod 10.
 
     Args:
-      tfds_dir: TFDS data_dir holding the prepared `mnist` (array_record); '' means
-        $TFDS_DATA_DIR or ~/tensorflow_datasets.
+      tfds_dir: TFDS data_dir holding the prepared `mnist` (array_record), local or gs://
+        (copied to a local cache folder first); '' means $TFDS_DATA_DIR or
+        ~/tensorflow_datasets.
       cache_dir: cache folder; '' means `<data_dir>/wyner_jax_cache`.
       max_per_class, test_max_per_class: the reference's max_d for train (10000) and test
         (1000).

@@ -32,21 +32,22 @@ Storage: the halves are kept as uint8 at min(native, image_size) per axis. Large
 rounded to 8 bits (at most 0.5/255 away from the reference's float result); smaller ones
 (MNIST-CDCB digits) stay at their native size and are area-upsampled (for an integer factor:
 pixel replication) when a batch is read, so 10,000 pairs at 256 px never sit in memory as
-floats. Decoded splits are cached in ``cache_dir`` (default `<dir>/wyner_jax_cache`), keyed by
-the file names, sizes and modification times and the stored size; an unreadable cache file
-is rebuilt, an unwritable folder skipped.
+floats. Decoded splits are cached in ``cache_dir`` (default `<dir>/wyner_jax_cache`, or a
+local cache folder when ``dir`` is a ``gs://`` URL: ``base.derived_dir``), keyed by the file
+names, sizes and modification times and the stored size; an unreadable cache file is rebuilt,
+an unwritable folder skipped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import os
 
 import numpy as np
 
-from wyner_jax.data.base import PairedArrays, PairedDataset
+from wyner_jax import paths
+from wyner_jax.data.base import PairedArrays, PairedDataset, derived_dir
 from wyner_jax.data.mnist import (
     ImageRows,
     _load_cached,
@@ -197,20 +198,23 @@ def image_rows(pool: np.ndarray, size: int, index: np.ndarray | None = None) -> 
 
 def list_pairs(folder: str) -> list[str]:
     """The pair files of one split folder in the reference's order: `*.jpg`, or `*.png` when
-    there is no JPEG; numeric order when every file name is a number, else by path."""
-    paths = glob.glob(os.path.join(folder, "*.jpg")) or glob.glob(os.path.join(folder, "*.png"))
+    there is no JPEG; numeric order when every file name is a number, else by path. The
+    folder may be a URL (its files are then URLs too)."""
+    found = [os.fspath(p) for p in paths.path(folder).glob("*.jpg")] or [
+        os.fspath(p) for p in paths.path(folder).glob("*.png")
+    ]
 
     def stem(path):
         return os.path.splitext(os.path.basename(path))[0]
 
-    if paths and all(stem(p).isdigit() for p in paths):
-        return sorted(paths, key=lambda p: int(stem(p)))
-    return sorted(paths)
+    if found and all(stem(p).isdigit() for p in found):
+        return sorted(found, key=lambda p: int(stem(p)))
+    return sorted(found)
 
 
 def _missing(spec: Spec, folder: str, split: str, what: str) -> FileNotFoundError:
     return FileNotFoundError(
-        f"{spec.name}: {what} {os.path.abspath(folder)!r} (split {split!r}). Expected one image "
+        f"{spec.name}: {what} {str(paths.absolute(folder))!r} (split {split!r}). Expected one image "
         "per pair, domain A on the left half and B on the right half (*.jpg, or *.png when "
         f"there is no JPEG). Get the data: {spec.source}. Point the loader at it with "
         "--config.data.dir=/path (the folder holding the split folders) and name the split "
@@ -223,7 +227,7 @@ def _missing(spec: Spec, folder: str, split: str, what: str) -> FileNotFoundErro
 def _open_rgb(path: str) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
+    with paths.path(path).open("rb") as f, Image.open(f) as im:
         if im.mode == "P" and "transparency" not in im.info:
             im = im.convert("RGB")
         if im.mode != "RGB":
@@ -238,7 +242,7 @@ def _image_size(path: str) -> tuple[int, int]:
     """(height, width) from the file header."""
     from PIL import Image
 
-    with Image.open(path) as im:
+    with paths.path(path).open("rb") as f, Image.open(f) as im:
         return im.size[1], im.size[0]
 
 
@@ -248,21 +252,21 @@ def read_split(
     """(left halves, right halves, file names) of one split folder, uint8 [N, h, w, 3] at
     min(native, image_size) per axis (see the module docstring). `limit` > 0 keeps the first
     `limit` files (smoke runs). Cached."""
-    folder = os.path.join(directory, split)
-    if not os.path.isdir(folder):
+    folder = os.fspath(paths.path(directory) / split)
+    if not paths.path(folder).is_dir():
         raise _missing(spec, folder, split, "cannot find the split folder")
-    paths = list_pairs(folder)
-    if not paths:
+    files = list_pairs(folder)
+    if not files:
         raise _missing(spec, folder, split, "found no *.jpg or *.png file in")
     if limit > 0:
-        paths = paths[:limit]
-    sizes = [_image_size(p) for p in paths]
-    too_small = [os.path.basename(p) for p, (h, w) in zip(paths, sizes) if w < 2]
+        files = files[:limit]
+    sizes = [_image_size(p) for p in files]
+    too_small = [os.path.basename(p) for p, (h, w) in zip(files, sizes) if w < 2]
     if too_small:
         raise ValueError(f"{spec.name}: {too_small[0]} is less than 2 pixels wide: not a pair.")
     height = min(image_size, min(h for h, _ in sizes))
     width = min(image_size, min(w // 2 for _, w in sizes))
-    stats = [(os.path.basename(p), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in paths]
+    stats = [(os.path.basename(p), *paths.stamp(p)) for p in files]
     meta = {
         "dataset": spec.name,
         "split": split,
@@ -274,11 +278,11 @@ def read_split(
     if cache_dir is not None:
         path = os.path.join(cache_dir, f"{spec.name}-{split}-{params_hash(meta)}.npz")
         cached = _load_cached(path, meta, ("left", "right"))
-        if cached is not None and len(cached["left"]) == len(paths):
+        if cached is not None and len(cached["left"]) == len(files):
             return cached["left"], cached["right"], [s[0] for s in stats]
-    left = np.empty((len(paths), height, width, 3), np.uint8)
+    left = np.empty((len(files), height, width, 3), np.uint8)
     right = np.empty_like(left)
-    for i, p in enumerate(paths):
+    for i, p in enumerate(files):
         img = _open_rgb(p)
         half = img.shape[1] // 2
         for out, part in ((left, img[:, :half]), (right, img[:, half:])):
@@ -328,13 +332,13 @@ def load_image_pairs(
 
     Args:
       name: 'maps', 'facades' or 'mnist_cdcb'.
-      dir: the folder holding the split folders; '' is the dataset's default (data/maps,
-        data/facades, data/MNIST-CDCB).
+      dir: the folder holding the split folders, local or gs://; '' is the dataset's default
+        (data/maps, data/facades, data/MNIST-CDCB).
       image_size: side of the square images the networks see (the reference's 256; smaller
         for CPU smoke runs).
       train_split, test_split: split folder names; '' is the dataset's default.
       direction: 'AtoB' (x = left half, the reference) or 'BtoA' (x = right half).
-      cache_dir: cache folder; '' means `<dir>/wyner_jax_cache`.
+      cache_dir: cache folder; '' means `<dir>/wyner_jax_cache` (`base.derived_dir`).
       max_train, max_test: > 0 keeps only the first files of a split (smoke runs).
 
     Raises:
@@ -357,9 +361,9 @@ def load_image_pairs(
     train_split = train_split or spec.train_split
     test_split = test_split or spec.test_split
     for split in (train_split, test_split):  # both checked before anything is written
-        if not os.path.isdir(os.path.join(directory, split)):
-            raise _missing(spec, os.path.join(directory, split), split, "cannot find")
-    cache = usable_cache_dir(cache_dir or os.path.join(directory, "wyner_jax_cache"))
+        if not (paths.path(directory) / split).is_dir():
+            raise _missing(spec, os.fspath(paths.path(directory) / split), split, "cannot find")
+    cache = usable_cache_dir(cache_dir or derived_dir(directory, "wyner_jax_cache"))
     parts = {}
     for part, split, limit in (
         ("train", train_split, max_train),

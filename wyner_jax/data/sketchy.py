@@ -19,7 +19,9 @@ files, one split per part: train_sketch, train_photo, test_sketch, test_photo; e
 feature, class id, class name, path and release row index), written under
 `<data.dir>/tfds` (or `data.tfds_dir`) and read back with `tfds.data_source` and grain.
 TFDS writes and reads array_record without TensorFlow, so none is needed. `use_tfds=False`
-reads the .npy files directly (same arrays).
+reads the .npy files directly (same arrays). `data.dir` may be a `gs://` URL: the .npy files
+are read from the bucket and the TFDS copy goes to a local cache folder
+(`base.tfds_copy_dir`: TFDS reads array_record from a local disk only).
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import pickle
 import warnings
 
 import numpy as np
 
-from wyner_jax.data.base import PairedArrays, PairedDataset, feature_std, finite_float32
+from wyner_jax import paths
+from wyner_jax.data.base import (
+    PairedArrays,
+    PairedDataset,
+    feature_std,
+    finite_float32,
+    read_npy,
+    tfds_copy_dir,
+)
 
 FEATURE_DIM = 512
 SOURCE = "IIAE's release of the Sketchy Extended VGG features (Zenodo, doi 10.5281/zenodo.3890097)"
@@ -107,7 +116,7 @@ def _missing_message(directory: str, split: int, missing: list[str]) -> str:
     listing = "\n  ".join(expected_files(split))
     return (
         f"Sketchy Extended split {split}: cannot find {', '.join(missing)} under "
-        f"{os.path.abspath(directory)!r}.\nExpected, relative to data.dir:\n  {listing}\n"
+        f"{str(paths.absolute(directory))!r}.\nExpected, relative to data.dir:\n  {listing}\n"
         f"('photo' may replace 'image' in the names). The files are {SOURCE}: download and "
         f"unpack the archive so that {directory}/SketchyVGG/split{split}/ holds them, or point "
         "the loader at another folder with --config.data.dir=/path/to/folder (the folder that "
@@ -117,12 +126,12 @@ def _missing_message(directory: str, split: int, missing: list[str]) -> str:
 
 
 def _find(directory: str, split: int, part: str, kind: str, what: str) -> str | None:
-    base = os.path.join(directory, "SketchyVGG", f"split{split}")
+    base = paths.path(directory) / "SketchyVGG" / f"split{split}"
     names = ("image", "photo") if kind == "image" else (kind,)
     for name in names:
-        path = os.path.join(base, f"{part}_{name}_{what}.npy")
-        if os.path.isfile(path):
-            return path
+        path = base / f"{part}_{name}_{what}.npy"
+        if path.is_file():
+            return os.fspath(path)
     return None
 
 
@@ -137,23 +146,13 @@ def class_of(path: str) -> str:
     return parts[-2]
 
 
-def _read_npy(path: str, allow_pickle: bool = False) -> np.ndarray:
-    """np.load with one clear error for a file that is empty, truncated or not a .npy array."""
-    try:
-        return np.load(path, allow_pickle=allow_pickle)
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as e:
-        raise ValueError(
-            f"{path} ({os.path.getsize(path)} bytes) cannot be read as a NumPy .npy array "
-            f"({type(e).__name__}: {e}); it is empty, truncated or not an .npy file (an "
-            f"interrupted download or copy). Re-download it from {SOURCE}."
-        ) from e
-
-
 def _load_part(feat_file: str, path_file: str) -> tuple[np.ndarray, np.ndarray]:
-    feats = _read_npy(feat_file)
-    # Released path arrays may be object arrays of str (pickled); the files are local inputs.
-    paths = _read_npy(path_file, allow_pickle=True)
-    paths = np.asarray([p.decode() if isinstance(p, bytes) else str(p) for p in paths.ravel()])
+    fix = f"Re-download it from {SOURCE}."
+    feats = read_npy(feat_file, fix)
+    # Released path arrays may be object arrays of str (pickled); the files are the user's
+    # own inputs.
+    names = read_npy(path_file, fix, allow_pickle=True)
+    names = np.asarray([p.decode() if isinstance(p, bytes) else str(p) for p in names.ravel()])
     if feats.dtype.kind not in "fiu":
         raise ValueError(
             f"{feat_file}: features must be numbers, got dtype {feats.dtype}; the file is not "
@@ -164,28 +163,28 @@ def _load_part(feat_file: str, path_file: str) -> tuple[np.ndarray, np.ndarray]:
             f"{feat_file}: features must be [N, {FEATURE_DIM}] (the 512-d VGG features of the "
             f"release), got shape {feats.shape}; re-download the file from {SOURCE}."
         )
-    if len(feats) != len(paths):
+    if len(feats) != len(names):
         raise ValueError(
-            f"{feat_file} has {len(feats)} rows but {path_file} has {len(paths)} paths; the two "
+            f"{feat_file} has {len(feats)} rows but {path_file} has {len(names)} paths; the two "
             f"files must list the same items in the same order. Re-download them from {SOURCE}."
         )
     if len(feats) == 0:
         raise ValueError(f"{feat_file} is empty; re-download it from {SOURCE}.")
-    return finite_float32(feats, feat_file, f"Re-download it from {SOURCE}."), paths
+    return finite_float32(feats, feat_file, fix), names
 
 
-def _dedupe(feats, paths, name) -> tuple[np.ndarray, np.ndarray]:
-    _, first = np.unique(paths, return_index=True)
-    n_dup = len(paths) - len(first)
+def _dedupe(feats, names, what) -> tuple[np.ndarray, np.ndarray]:
+    _, first = np.unique(names, return_index=True)
+    n_dup = len(names) - len(first)
     if n_dup:
         warnings.warn(
-            f"Sketchy {name}: dropped {n_dup} duplicated items (same path listed twice; split-2 "
+            f"Sketchy {what}: dropped {n_dup} duplicated items (same path listed twice; split-2 "
             "files prepared SEM-PCYC-style repeat every test item). Kept the first of each.",
             stacklevel=3,
         )
         keep = np.sort(first)
-        feats, paths = feats[keep], paths[keep]
-    return feats, paths
+        feats, names = feats[keep], names[keep]
+    return feats, names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,10 +306,10 @@ def read_release(directory: str, split: int) -> dict:
     parts = {}
     for part in ("train", "test"):
         for kind in ("sketch", "image"):
-            feats, paths = _load_part(files[part, kind, "features"], files[part, kind, "paths"])
+            feats, names = _load_part(files[part, kind, "features"], files[part, kind, "paths"])
             if part == "test":
-                feats, paths = _dedupe(feats, paths, f"split{split}/test_{kind}")
-            parts[part, kind] = (feats, paths, np.array([class_of(p) for p in paths]))
+                feats, names = _dedupe(feats, names, f"split{split}/test_{kind}")
+            parts[part, kind] = (feats, names, np.array([class_of(p) for p in names]))
 
     return parts
 
@@ -328,7 +327,8 @@ Download {SOURCE} and unpack it so that the manual directory (data.dir) contains
 SketchyVGG/split1/ and SketchyVGG/split2/ with the files
 {{train,test}}_{{sketch,image}}_{{features,paths}}.npy ('photo' may replace 'image').
 Then run training with --config.data.dir=<that directory>; the TFDS copy is written to
-<data.dir>/tfds on first use (delete that folder to convert again after replacing files).
+<data.dir>/tfds on first use (delete that folder to convert again after replacing files; for
+gs:// data, to the local cache folder that replaces <data.dir> in that path).
 """
 
 
@@ -383,13 +383,13 @@ def tfds_builder_class():
             }
 
         def _generate_examples(self, part, index):
-            feats, paths, classes = part
+            feats, names, classes = part
             for i in range(len(feats)):
                 yield i, {
                     "feature": feats[i],
                     "class_id": index[classes[i]],
                     "class_name": classes[i],
-                    "path": paths[i],
+                    "path": names[i],
                     "index": i,
                 }
 
@@ -402,7 +402,7 @@ def read_tfds(directory: str, split: int, tfds_dir: str = "") -> dict:
     import grain
     import tensorflow_datasets as tfds
 
-    tfds_dir = tfds_dir or os.path.join(directory, "tfds")
+    tfds_dir = tfds_copy_dir(directory, tfds_dir)
     builder = tfds_builder_class()(
         data_dir=tfds_dir, config=f"split{int(split)}", file_format="array_record"
     )
@@ -472,11 +472,12 @@ def load_sketchy(
     """Load Sketchy Extended VGG features of one split (see the module docstring).
 
     Args:
-      dir: folder containing `SketchyVGG/` (config key data.dir).
+      dir: folder containing `SketchyVGG/` (config key data.dir), local or gs://.
       split: 1 (25 unseen classes, IIAE Table 3) or 2 (21 ECCV-2018 classes).
       pair_seed: seed of the fixed class-matched pairings stored in `train` / `test`.
       use_tfds: convert to / read from the TFDS copy (True) or read the .npy files (False).
-      tfds_dir: where the TFDS copy lives; '' means `<dir>/tfds`.
+      tfds_dir: where the TFDS copy lives (a local folder); '' means `<dir>/tfds`, or a
+        local cache folder when `dir` is a gs:// URL (`base.tfds_copy_dir`).
 
     Raises:
       FileNotFoundError: a file is missing (the message lists the expected files, the source
