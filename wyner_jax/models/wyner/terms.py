@@ -59,6 +59,8 @@ class Terms:
 
     @classmethod
     def from_lambdas(cls, lam) -> "Terms":
+        """The terms of ``config.loss.lambdas`` that are active: λ > 0 (λ ≥ 0 for a CI
+        estimator, which is trained and logged at λ = 0) and the reference's guard met."""
         lam = dict(lam)
         known = set(PAIRS) | set(CI) | set(AGG) | set(RECONSTRUCTIONS)
         unknown, missing = sorted(set(lam) - known), sorted(known - set(lam))
