@@ -172,9 +172,9 @@ def get_config():
     config.iiae.decoder_dropout = 0.5
     # 'flat': a vector z^s from conv trunks down to 2×2 (above; small images); 'spatial': the
     # 256-px image networks' grid z^s with shared_dim channels (iiae.md §1.3,
-    # models/iiae_spatial.py), after trunk_layers stride-2 convs of the encoders (8×8×128 at
+    # models/iiae/spatial.py), after trunk_layers stride-2 convs of the encoders (8×8×128 at
     # 256 px with 4 layers); 'flat_fc': the Cars networks, a vector z^s from FC heads on
-    # trunk_layers + 1 convs (iiae.md §1.3 "flat", models/iiae_flat.py).
+    # trunk_layers + 1 convs (iiae.md §1.3 "flat", models/iiae/flat_fc.py).
     config.iiae.shared_code = "flat"
     config.iiae.trunk_layers = 4
     config.iiae.bn_momentum = 0.9  # TF running-average decay (same meaning in Flax)

@@ -11,7 +11,7 @@ pairs), 192–199 test.
 Settings (``run_cross_vae.py``, forced for Cars; iiae.md §2, §5.2): β = 0.02, λ = 1,
 l1_weight = 1,000, KL annealing ar = 100 (Cars only; 25,000 elsewhere), batch 8, Adam 2e-4 /
 0.5, 1,012,000 steps = 500 epochs, no validation (the reference saves every 50 epochs and
-tests the last checkpoint). Networks (``models/iiae_flat.py``): conv trunks + FC heads with a
+tests the last checkpoint). Networks (``models/iiae/flat_fc.py``): conv trunks + FC heads with a
 128-d z^s (shdim) and 8-d exclusive codes (exdim), widths 32·2^i (neef = nsef = 32), FC
 hidden 256, FC decoder to 8×8×512 then the transposed-conv stack (ndf = 64), dropout 0.5.
 

@@ -6,7 +6,7 @@ batch, step budget and evaluation (CCA scores, samples.json, caption table).
 
 It starts from ``configs/cub.py`` (same argument: 'full' or 'fixture'). IIAE was not run on
 CUB by its authors, so the caption side borrows the Wyner model's §4.2 sentence networks
-(``wyner_jax/models/iiae_sentence.py``): q(z^y|y) and the r(z^s|y) trunk are the sentence
+(``wyner_jax/models/iiae/sentence.py``): q(z^y|y) and the r(z^s|y) trunk are the sentence
 conv feature map (base 32, embedding 128) with IIAE's MLP heads, Dec_y the transposed
 sentence net with its own output layer; the reconstruction of y is the token cross-entropy
 ignoring `<pad>` (of x: MSE, IIAE's ZS choice for feature vectors).

@@ -16,8 +16,7 @@ from configs import iiae_cars
 from wyner_jax import data, nets, trainer
 from wyner_jax.evaluation import runner
 from wyner_jax.models.base import build_model
-from wyner_jax.models.iiae import IIAEModel
-from wyner_jax.models.iiae_flat import FlatArch
+from wyner_jax.models.iiae import FlatArch, IIAEModel
 from wyner_jax.evaluation.view_eval import (
     azimuth_probes,
     car_retrieval_metrics,

@@ -17,8 +17,7 @@ from configs import mnist_cdcb as wyner_cdcb
 from tests.tolerances import approx
 from wyner_jax import losses, nets, trainer
 from wyner_jax.models.base import build_model
-from wyner_jax.models.iiae import IIAEModel, iiae_loss, join_codes
-from wyner_jax.models.iiae_spatial import SpatialArch
+from wyner_jax.models.iiae import IIAEModel, SpatialArch, iiae_loss, join_codes
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts"))
 from make_pix2pix_fixture import make_fixture  # noqa: E402

@@ -12,9 +12,12 @@ on one device or sharded over a mesh.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
+
+from wyner_jax.models.iiae import IIAEModel
+from wyner_jax.models.wyner import WynerModel
 
 Batch = dict[str, jax.Array]
 State = Any  # a flax.struct.dataclass pytree with at least `step` and `rng`
@@ -64,15 +67,17 @@ class PairedModel(Protocol):
         'joint', 'reconstruct' (e.g. a Wyner model trained without λ_cx2y has no f_x)."""
 
 
+# config.model.name → the model class; a new model is one module and one line here.
+MODELS: dict[str, Callable[[Any, Any], PairedModel]] = {
+    "wyner": WynerModel,
+    "iiae": IIAEModel,
+}
+
+
 def build_model(config, dataset) -> PairedModel:
     """Returns the model named by ``config.model.name`` for ``dataset``'s shapes."""
     name = config.model.name
-    if name == "wyner":
-        from wyner_jax.models.wyner import WynerModel
-
-        return WynerModel(config, dataset)
-    if name == "iiae":
-        from wyner_jax.models.iiae import IIAEModel
-
-        return IIAEModel(config, dataset)
-    raise ValueError(f"Unknown config.model.name {name!r}; use 'wyner' or 'iiae'.")
+    if name not in MODELS:
+        choices = " or ".join(repr(k) for k in MODELS)
+        raise ValueError(f"Unknown config.model.name {name!r}; use {choices}.")
+    return MODELS[name](config, dataset)

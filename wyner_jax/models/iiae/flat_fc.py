@@ -2,7 +2,7 @@
 ``*_flat`` encoders and FC decoder branch), selected by ``config.iiae.shared_code = 'flat_fc'``.
 
 The shared code z^s is a vector (``shared_dim`` = 128 for Cars, the reference's shdim), not
-the 8×8×128 grid of the other image experiments (``models/iiae_spatial.py``). At the
+the 8×8×128 grid of the other image experiments (``spatial.py``). At the
 reference's 256×256 inputs, with ``trunk_layers`` = 4, ``conv_base`` = 32 (neef = nsef) and
 decoder base 2·conv_base = 64 (ndf):
 
@@ -34,8 +34,9 @@ import dataclasses
 import flax.linen as nn
 
 from wyner_jax import nets
-from wyner_jax.models.iiae import LRELU_SLOPE
-from wyner_jax.models.iiae_spatial import SpatialArch, SpatialDecoder, _conv
+from wyner_jax.models.iiae.common import down_blocks
+from wyner_jax.models.iiae.flat import Arch
+from wyner_jax.models.iiae.spatial import SpatialArch, SpatialDecoder
 
 
 class FlatTrunk(nn.Module):
@@ -50,24 +51,15 @@ class FlatTrunk(nn.Module):
 
     @nn.compact
     def __call__(self, h, train: bool):
-        for i in range(self.layers):
-            h = _conv(self.base * 2 ** min(i, self.cap), use_bias=False)(h)
-            h = nets.batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
-            h = nn.leaky_relu(h, LRELU_SLOPE)
+        widths = [self.base * 2 ** min(i, self.cap) for i in range(self.layers)]
+        h = down_blocks(h, widths, train, self.bn_momentum, self.bn_epsilon)
         return h.reshape(h.shape[0], -1)
 
 
-class FlatDecoder(nn.Module):
+class FlatDecoder(SpatialDecoder):
     """p(x|z^x, z^s) on the vector [z^s, z^x]: Dense to grid×grid×width → BN → dropout →
-    ReLU, then ``SpatialDecoder``'s transposed convs (their first two also with dropout)."""
-
-    out_shape: tuple[int, int, int]
-    base: int
-    layers: int
-    dropout: float
-    out_act: str
-    bn_momentum: float
-    bn_epsilon: float
+    ReLU, then a ``SpatialDecoder`` of the same settings (its transposed convs, the first two
+    also with dropout), as a submodule."""
 
     @nn.compact
     def __call__(self, latent, train: bool, dropout: bool = False):
@@ -80,15 +72,16 @@ class FlatDecoder(nn.Module):
         if self.dropout > 0:
             h = nn.Dropout(self.dropout, deterministic=not dropout)(h)
         h = nn.relu(h).reshape(h.shape[0], grid, grid, width)
-        return SpatialDecoder(
-            out_shape=self.out_shape,
-            base=self.base,
-            layers=self.layers,
-            dropout=self.dropout,
-            out_act=self.out_act,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-        )(h, train, dropout)
+        spatial = SpatialDecoder(
+            self.out_shape,
+            self.base,
+            self.layers,
+            self.dropout,
+            self.out_act,
+            self.bn_momentum,
+            self.bn_epsilon,
+        )
+        return spatial(h, train, dropout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,33 +102,18 @@ class FlatArch(SpatialArch):
             **dataclasses.asdict(SpatialArch.from_config(family, c, x_shape, y_shape, out_acts))
         )
 
-    @property
-    def shared_shape(self) -> tuple[int, ...]:
-        return (self.shared_dim,)
+    # z^s is a vector, and the r-heads and q(z^s|x,y) are the flat family's MLPs on the
+    # flattened trunks: Arch's, not the spatial variant's conv heads.
+    shared_shape = Arch.shared_shape
+    shared_head = Arch.shared_head
+    joint_encoder = Arch.joint_encoder
+    decoder_module = FlatDecoder
 
     def shared_trunk(self, name) -> nn.Module:
         return FlatTrunk(
             base=self.conv_base,
             layers=self.trunk_layers + 1,
             cap=self.trunk_layers - 1,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            name=name,
-        )
-
-    def shared_head(self, name) -> nn.Module:
-        return self.mlp(self.conv_hidden, 2 * self.shared_dim, name)
-
-    def joint_encoder(self, name) -> nn.Module:
-        return self.mlp(self.joint_hidden, 2 * self.shared_dim, name)
-
-    def decoder(self, out_shape, out_act, name) -> nn.Module:
-        return FlatDecoder(
-            out_shape=tuple(out_shape),
-            base=2 * self.conv_base,
-            layers=self.trunk_layers,
-            dropout=self.decoder_dropout,
-            out_act=out_act,
             bn_momentum=self.bn_momentum,
             bn_epsilon=self.bn_epsilon,
             name=name,

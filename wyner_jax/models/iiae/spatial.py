@@ -26,23 +26,13 @@ kernels, Glorot-uniform Dense kernels, zero biases; a bias right before BatchNor
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 
 from wyner_jax import nets
-from wyner_jax.models.iiae import CONV_INIT, LRELU_SLOPE, Arch
-from wyner_jax.conv2x import Conv2x
-from wyner_jax.subpixel import ConvTranspose2x
-
-
-def _conv(features: int, transpose: bool = False, use_bias: bool = True):
-    """4×4 stride-2 "SAME" conv, or transposed conv, in the forms that are faster on CPU
-    (same parameters and results as ``nn.Conv`` / ``nn.ConvTranspose``; ``conv2x.py``,
-    ``subpixel.py``)."""
-    kwargs = dict(padding="SAME", kernel_init=CONV_INIT, use_bias=use_bias)
-    if transpose:
-        return ConvTranspose2x(features, (4, 4), dtype=nets.layer_dtype(), **kwargs)
-    return Conv2x(features, (4, 4), dtype=nets.layer_dtype(), **kwargs)
+from wyner_jax.models.iiae.common import conv4x4, down_blocks
+from wyner_jax.models.iiae.flat import Arch
 
 
 class ConvStack(nn.Module):
@@ -56,11 +46,8 @@ class ConvStack(nn.Module):
 
     @nn.compact
     def __call__(self, h, train: bool):
-        for i in range(self.layers):
-            h = _conv(self.base * 2**i, use_bias=False)(h)
-            h = nets.batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
-            h = nn.leaky_relu(h, LRELU_SLOPE)
-        return h
+        widths = [self.base * 2**i for i in range(self.layers)]
+        return down_blocks(h, widths, train, self.bn_momentum, self.bn_epsilon)
 
 
 class ExclusiveEncoder(nn.Module):
@@ -88,7 +75,7 @@ class SpatialGaussianHead(nn.Module):
     @nn.compact
     def __call__(self, h, train: bool):
         del train  # no BatchNorm in the reference's heads
-        return _conv(2 * self.channels)(h)
+        return conv4x4(2 * self.channels)(h)
 
 
 class SpatialDecoder(nn.Module):
@@ -108,12 +95,12 @@ class SpatialDecoder(nn.Module):
     def __call__(self, latent, train: bool, dropout: bool = False):
         h = latent
         for i in range(self.layers):
-            h = _conv(self.base * 2 ** (self.layers - 1 - i), transpose=True, use_bias=False)(h)
+            h = conv4x4(self.base * 2 ** (self.layers - 1 - i), transpose=True, use_bias=False)(h)
             h = nets.batch_norm(train, self.bn_momentum, self.bn_epsilon)(h)
             if self.dropout > 0 and i < 2:
                 h = nn.Dropout(self.dropout, deterministic=not dropout)(h)
             h = nn.relu(h)
-        h = _conv(self.out_shape[-1], transpose=True)(h)
+        h = conv4x4(self.out_shape[-1], transpose=True)(h)
         return nets.activation(self.out_act)(h)
 
 
@@ -123,6 +110,8 @@ class SpatialArch(Arch):
     ``trunk_layers`` the stride-2 convs before R (4 in the reference)."""
 
     trunk_layers: int = 4
+    # The decoder network (``flat_fc.FlatArch`` puts a Dense block in front of this one).
+    decoder_module: ClassVar[type[nn.Module]] = SpatialDecoder
 
     @classmethod
     def from_config(cls, family: str, c, x_shape, y_shape, out_acts) -> "SpatialArch":
@@ -180,7 +169,7 @@ class SpatialArch(Arch):
         return SpatialGaussianHead(self.shared_dim, name=name)
 
     def decoder(self, out_shape, out_act, name) -> nn.Module:
-        return SpatialDecoder(
+        return self.decoder_module(
             out_shape=tuple(out_shape),
             base=2 * self.conv_base,
             layers=self.trunk_layers,

@@ -22,7 +22,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from wyner_jax import nets, text_nets
-from wyner_jax.models.iiae import LRELU_SLOPE, Arch
+from wyner_jax.models.iiae.common import LRELU_SLOPE
+from wyner_jax.models.iiae.flat import Arch
 
 
 class SentenceEncoder(nn.Module):
@@ -64,27 +65,23 @@ class SentenceIIAEArch(Arch):
     sentence: text_nets.SentenceArch | None = None
 
     @classmethod
-    def for_dataset(cls, vocab_size: int, sentence_config):
-        """A subclass whose ``from_config`` (IIAE's signature) knows the vocabulary."""
-
-        class Bound(cls):
-            @classmethod
-            def from_config(inner, family, c, x_shape, y_shape, out_acts):
-                if len(x_shape) != 1 or len(y_shape) != 1:
-                    raise ValueError(
-                        f"config.model.family='sentence' needs feature vectors x and token-id "
-                        f"captions y, got x {tuple(x_shape)} and y {tuple(y_shape)}; use "
-                        "caption data (config.data.name='cub')."
-                    )
-                base = Arch.from_config("mlp", c, x_shape, y_shape, out_acts)
-                fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Arch)}
-                fields["family"] = "sentence"
-                sentence = text_nets.SentenceArch.from_config(
-                    sentence_config, vocab_size, y_shape[0]
-                )
-                return inner(**fields, sentence=sentence)
-
-        return Bound
+    def from_config(
+        cls, family: str, c, x_shape, y_shape, out_acts, *, sentence_config, vocab_size: int
+    ) -> "SentenceIIAEArch":
+        """``Arch.from_config`` for captions: ``sentence_config`` (``config.model.sentence``)
+        and the dataset's ``vocab_size`` give the caption networks' ``sentence`` field."""
+        del family  # 'sentence': the x side is IIAE's 'mlp' family, the y side the captions'
+        if len(x_shape) != 1 or len(y_shape) != 1:
+            raise ValueError(
+                f"config.model.family='sentence' needs feature vectors x and token-id "
+                f"captions y, got x {tuple(x_shape)} and y {tuple(y_shape)}; use "
+                "caption data (config.data.name='cub')."
+            )
+        base = Arch.from_config("mlp", c, x_shape, y_shape, out_acts)
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Arch)}
+        fields["family"] = "sentence"
+        sentence = text_nets.SentenceArch.from_config(sentence_config, vocab_size, y_shape[0])
+        return cls(**fields, sentence=sentence)
 
     def _y(self, name: str) -> bool:
         return name.endswith("_y") or "_y_" in name
