@@ -222,3 +222,28 @@ def test_google_auth_stays_off_the_metadata_server(gcs_bucket, localhost_only):
         warnings.simplefilter("ignore")
         _metadata.get(request, "instance/service-accounts/default/token", retry_count=1)
     assert "127.0.0.1:1" in str(e.value)
+
+
+def test_two_writers_in_one_second_keep_both_event_files(local_or_gcs_dir, monkeypatch):
+    """tensorboardX names an event file after the second and the host: two writers of one
+    run directory in the same second (training's, then the final evaluation's) must not
+    share it, or on gs:// the second upload replaces the first writer's events."""
+    import time
+
+    from tensorboard.backend.event_processing import event_accumulator
+
+    from wyner_jax import metrics_writer
+
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.25)  # one second for both
+    train = metrics_writer.summary_writer(local_or_gcs_dir)
+    train.add_scalar("train/loss", 1.5, 10)
+    train.close()
+    metrics_writer.write_eval_scalars(local_or_gcs_dir, 10, {"coherence/x2y": 0.75})
+    monkeypatch.undo()
+
+    names = [p.name for p in (local_or_gcs_dir / "tensorboard").iterdir()]
+    assert len(names) == 2 and all(n.startswith("events.out.tfevents.1700000000.") for n in names)
+    events = event_accumulator.EventAccumulator(str(local_or_gcs_dir / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(10, 1.5)]
+    assert [(e.step, e.value) for e in events.Scalars("eval/coherence/x2y")] == [(10, 0.75)]

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+import uuid
 
 import numpy as np
 
@@ -62,10 +63,8 @@ class MetricsWriter:
         self._tb = None
         self._jsonl = None
         if enabled:
-            from tensorboardX import SummaryWriter
-
             workdir = paths.path(workdir)
-            self._tb = SummaryWriter(logdir=str(workdir / "tensorboard"), flush_secs=30)
+            self._tb = summary_writer(workdir, flush_secs=30)
             self._jsonl = JsonLinesLog(workdir / "train_metrics.jsonl", start_step)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -98,10 +97,25 @@ def write_eval_scalars(workdir: str, step: int, metrics: dict[str, float]) -> No
     """The final evaluation's metrics to TensorBoard as ``eval/<name>`` at ``step`` (their own
     event file in ``<workdir>/tensorboard``, beside the training one, which is closed by
     then)."""
+    with summary_writer(workdir) as tb:
+        _add_eval_scalars(tb, step, metrics)
+
+
+def summary_writer(workdir, **kwargs):
+    """A tensorboardX writer on ``<workdir>/tensorboard`` whose event file name is its own.
+
+    tensorboardX names the file after the second it was opened and the host
+    (``events.out.tfevents.<seconds>.<host>``). Two writers opened in the same second on one
+    host (training's and the final evaluation's after a short run; train.py and eval.py)
+    share that name: locally the second appends to the first's file, but on gs:// it
+    uploads its own content over the object and the first writer's events are gone. The
+    process id and a random tag keep every writer's file apart."""
     from tensorboardX import SummaryWriter
 
-    with SummaryWriter(logdir=str(paths.path(workdir) / "tensorboard")) as tb:
-        _add_eval_scalars(tb, step, metrics)
+    suffix = f".{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    return SummaryWriter(
+        logdir=str(paths.path(workdir) / "tensorboard"), filename_suffix=suffix, **kwargs
+    )
 
 
 def _add_eval_scalars(tb, step: int, metrics: dict[str, float]) -> None:
