@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -57,24 +58,42 @@ def start_two_processes(workdir: str, *args: str) -> list[subprocess.Popen]:
         *args,
     ]
     return [
-        subprocess.Popen(
-            common + [f"--process_id={i}"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
+        _popen_with_logs(common + [f"--process_id={i}"], env, pipe_stdout=i == 0) for i in range(2)
     ]
+
+
+def _popen_with_logs(cmd, env, pipe_stdout: bool) -> subprocess.Popen:
+    """Only process 0's stdout is a pipe (the test reads its progress lines as they come);
+    every other stream goes to a file. With pipes, ``finish`` would drain process 0 first
+    while process 1 blocks on a full stderr pipe (64 KiB: a slow machine's warnings) inside
+    a collective that process 0 waits on: both hang."""
+    logs = {name: tempfile.TemporaryFile("w+") for name in ("stdout", "stderr")}
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE if pipe_stdout else logs["stdout"],
+        stderr=logs["stderr"],
+        text=True,
+    )
+    proc.logs = logs
+    return proc
 
 
 def finish(procs, timeout: int = 600) -> list[subprocess.CompletedProcess]:
     results = []
     try:
         for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+            out, _ = p.communicate(timeout=timeout)
+            text = {}
+            for name, f in p.logs.items():
+                f.seek(0)
+                text[name] = f.read()
+                f.close()
+            stdout = out if out is not None else text["stdout"]
+            results.append(
+                subprocess.CompletedProcess(p.args, p.returncode, stdout, text["stderr"])
+            )
     finally:
         for p in procs:
             if p.poll() is None:
